@@ -1,0 +1,115 @@
+"""The curriculum itself: an ordered list of stages, each with its own data, context length and epochs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+LOCAL_FILES = "local-files"
+CUSTOM_SCRAPE = "custom-scrape"
+# Any other dataset_key is a Hugging Face dataset: a hub id ("org/name"), a dataset folder or a
+# `save_to_disk` folder. These option names belong to one kind of source each; setting one on a
+# stage of another kind is a mistake we report instead of ignoring.
+SOURCE_OPTIONS = {
+    "hugging-face": ("text_field", "split", "revision"),
+    LOCAL_FILES: ("files",),
+    CUSTOM_SCRAPE: ("urls", "urls_file", "paths"),
+}
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def source_kind(dataset_key: str) -> str:
+    """`local-files`, `custom-scrape` or `hugging-face` (everything else)."""
+    return dataset_key if dataset_key in (LOCAL_FILES, CUSTOM_SCRAPE) else "hugging-face"
+
+
+class CurriculumStage(BaseModel):
+    """One stage: which data, at which block size, for how many epochs.
+
+    The constructor of the original design works unchanged:
+    `CurriculumStage(name="warmup", dataset_key="roneneldan/TinyStories", block_size=128,
+    n_epochs=1, dataset_suffix="pretrain", n_items=50000)`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="Stage name; used in file names and run names.")
+    dataset_key: str = Field(
+        min_length=1,
+        description="A Hugging Face dataset id or folder, 'local-files' or 'custom-scrape'.",
+    )
+    block_size: PositiveInt = Field(description="Context length (tokens) trained at this stage.")
+    n_epochs: PositiveInt = Field(description="Passes over this stage's training tokens.")
+    dataset_suffix: str = Field("pretrain", pattern=NAME_PATTERN, description="Suffix of the shard file names.")
+    n_items: PositiveInt | None = Field(None, description="Take the first N documents; None takes all.")
+    # Hugging Face options
+    text_field: str = Field("text", min_length=1, description="Column that holds the document text.")
+    split: str = Field("train", min_length=1, description="Dataset split to read.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    # local-files options
+    files: list[str] | None = Field(
+        None, description="Folders, files or globs of .txt files; default: the 'files/' folder."
+    )
+    # custom-scrape options
+    urls: list[str] = Field(default_factory=list, description="Pages and PDFs to fetch.")
+    urls_file: str | None = Field(None, description="A file of URLs, one per line, '#' comments.")
+    paths: list[str] = Field(
+        default_factory=list, description="Saved HTML/PDF files or folders, extracted like fetched pages."
+    )
+
+    @property
+    def source_kind(self) -> str:
+        return source_kind(self.dataset_key)
+
+    @property
+    def shard_name(self) -> str:
+        """`{stage}_{suffix}`, as in `train_{stage}_{suffix}.bin`."""
+        return f"{self.name}_{self.dataset_suffix}"
+
+    @model_validator(mode="after")
+    def _options_match_source(self) -> CurriculumStage:
+        kind = self.source_kind
+        for other_kind, options in SOURCE_OPTIONS.items():
+            if other_kind == kind:
+                continue
+            for option in options:
+                if option in self.model_fields_set and getattr(self, option):
+                    raise ValueError(
+                        f"option {option!r} belongs to {other_kind} stages, but stage {self.name!r} has "
+                        f"dataset_key={self.dataset_key!r}; options for this stage: "
+                        f"{', '.join(SOURCE_OPTIONS[kind]) or 'none'}"
+                    )
+        if kind == CUSTOM_SCRAPE and not (self.urls or self.urls_file or self.paths):
+            raise ValueError(
+                f"stage {self.name!r} (custom-scrape) has nothing to read: give 'urls', 'urls_file' "
+                "or 'paths' (saved HTML/PDF files)"
+            )
+        return self
+
+
+class Curriculum(BaseModel):
+    """Stages trained in order, each starting from the weights the previous one ended with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stages: list[CurriculumStage] = Field(min_length=1, description="Stages, trained in this order.")
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list[CurriculumStage]) -> list[CurriculumStage]:
+        seen: set[str] = set()
+        for stage in stages:
+            if stage.name in seen:
+                names = [s.name for s in stages]
+                raise ValueError(f"duplicate stage name {stage.name!r} in {names}; stage names must be unique")
+            seen.add(stage.name)
+        return stages
+
+    @property
+    def max_block_size(self) -> int:
+        return max(stage.block_size for stage in self.stages)
+
+    def stage(self, name: str) -> CurriculumStage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"no stage named {name!r}; stages: {[s.name for s in self.stages]}")

@@ -1,0 +1,41 @@
+"""Training settings (the `train:` section of a run config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out_dir: Path | None = Field(None, description="Run folder; default: out/runs/<curriculum name>.")
+    batch_size: PositiveInt = Field(8, description="Sequences per micro-batch.")
+    grad_accum: PositiveInt = Field(1, description="Micro-batches per optimizer step.")
+    learning_rate: PositiveFloat = Field(6e-4, description="Peak learning rate.")
+    min_lr: float = Field(6e-5, ge=0, description="Learning rate at the end of the cosine decay.")
+    warmup_iters: NonNegativeInt = Field(20, description="Linear warmup iterations of each schedule.")
+    lr_schedule: Literal["per-stage", "global"] = Field(
+        "per-stage",
+        description="'per-stage': warmup and cosine restart at each stage (the original design); "
+        "'global': one schedule over the whole curriculum.",
+    )
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, gt=0, lt=1)
+    beta2: float = Field(0.95, gt=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0 disables.")
+    max_iters: PositiveInt | None = Field(
+        None, description="Cap on optimizer steps per stage (smoke runs); None trains every epoch."
+    )
+    eval_interval: PositiveInt = Field(100, description="Evaluate every N iterations (and at stage end).")
+    eval_iters: PositiveInt = Field(10, description="Batches per evaluation.")
+    checkpoint_interval: PositiveInt = Field(100, description="Checkpoint every N iterations (and at stage end).")
+    keep_checkpoints: PositiveInt = Field(2, description="In-stage checkpoints kept besides stage-end ones.")
+    seed: int = Field(1337, description="Seed of weights, data order and dropout.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Autocast precision; auto: bfloat16 where supported, else float32."
+    )
+    compile: bool = Field(False, description="torch.compile the model.")

@@ -1,0 +1,28 @@
+"""Settings of the data preparation steps (the `data:` section of a run config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        Path("out/data"),
+        description="Where shards, intermediate files, caches and reports are written.",
+    )
+    tokenizer: str = Field("r50k_base", description="tiktoken encoding name (r50k_base is GPT-2's BPE).")
+    hub_mirror: Path | None = Field(
+        None,
+        description="Folder under which a hub id 'org/name' resolves to '<hub_mirror>/org/name'. "
+        "Default: the CURRICULUM_HUB_MIRROR environment variable.",
+    )
+    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of documents held out for validation.")
+    min_val_windows: PositiveInt = Field(
+        4, description="Validation must hold at least this many block_size+1 windows (one eval batch)."
+    )
+    seed: int = Field(1337, description="Seed of the document-level train/val split.")
+    threads: int = Field(0, ge=0, description="Tokenizer threads; 0 uses every core.")

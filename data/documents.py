@@ -1,0 +1,123 @@
+"""Documents, the source interface every dataset kind implements, and the report of skipped inputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.atomic import atomic_write_text, fsync_dir, fsync_file, remove_stale_tmp, tmp_path_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One unit of text: the train/val split never cuts through a document."""
+
+    id: str
+    text: str
+
+
+@dataclass
+class SkipReport:
+    """Inputs a source left out, each logged with its reason and counted by reason."""
+
+    source: str
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def skip(self, item: str, reason: str, detail: str = "") -> None:
+        self.counts[reason] += 1
+        bucket = self.examples.setdefault(reason, [])
+        if len(bucket) < 5:
+            bucket.append(item)
+        log.warning("skipped %s (%s)%s", item, reason, f": {detail}" if detail else "")
+
+    def note(self, message: str) -> None:
+        """Something the user should know that is not a skipped input (e.g. a decoding fallback)."""
+        self.notes.append(message)
+        log.info(message)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"skipped": dict(self.counts), "examples": self.examples, "notes": self.notes[:50]}
+
+
+class Source(Protocol):
+    """What the fetch step needs from a dataset kind (Hugging Face, local files, web)."""
+
+    def fingerprint(self) -> str | None:
+        """A hash of the input content (not of paths), or None when only reading it can tell."""
+
+    def documents(self, report: SkipReport) -> Iterator[Document]:
+        """Documents in a fixed order; inputs left out go to `report.skip` with a reason."""
+
+
+DOCUMENTS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
+
+
+@dataclass(frozen=True)
+class DocumentsSummary:
+    n_documents: int
+    n_chars: int
+
+
+def write_documents(
+    documents: Iterator[Document],
+    path: str | Path,
+    n_items: int | None = None,
+    rows_per_group: int = 2048,
+) -> DocumentsSummary:
+    """Stream documents into a Parquet file (id, text), at most `n_items`, in bounded memory.
+
+    The file appears at `path` only when complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path)
+    tmp = tmp_path_for(path)
+    n_docs = n_chars = 0
+    ids: list[str] = []
+    texts: list[str] = []
+    try:
+        with pq.ParquetWriter(tmp, DOCUMENTS_SCHEMA, compression="zstd") as writer:
+            for doc in documents:
+                if n_items is not None and n_docs >= n_items:
+                    break
+                ids.append(doc.id)
+                texts.append(doc.text)
+                n_docs += 1
+                n_chars += len(doc.text)
+                if len(ids) >= rows_per_group:
+                    writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
+                    ids, texts = [], []
+            if ids:
+                writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
+        fsync_file(tmp)
+        tmp.replace(path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return DocumentsSummary(n_documents=n_docs, n_chars=n_chars)
+
+
+def read_document_batches(path: str | Path, batch_size: int = 4096, columns=("id", "text")) -> Iterator[dict[str, list]]:
+    """Column batches of a documents file: {"id": [...], "text": [...]}."""
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=list(columns)):
+        yield batch.to_pydict()
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,42 @@
+"""Test environment: real data from ../shared, an isolated Prefect home, no telemetry."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")).resolve()
+
+# Before anything imports Prefect: it creates its home folder on import.
+_prefect_home = tempfile.mkdtemp(prefix="prefect-home-")
+os.environ["PREFECT_HOME"] = _prefect_home
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("CURRICULUM_HUB_MIRROR", None)  # tests that want the mirror say so
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"../shared not found at {SHARED}; set CURRICULUM_SHARED to its path")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def hub_mirror(shared: Path) -> Path:
+    return shared / "hub"
+
+
+@pytest.fixture(scope="session")
+def books(shared: Path) -> Path:
+    return shared / "corpora" / "books"
