@@ -66,7 +66,7 @@ def load_run_config(
     if isinstance(overrides, Mapping):
         pairs = list(overrides.items())
     else:
-        pairs = [_split_override(text) for text in overrides]
+        pairs = [parse_override(text) for text in overrides]
     for key, value in pairs:
         _apply_override(raw, key, value)
     return validate_run_config(raw, source=str(config_path) if config_path else f"--type {type}")
@@ -126,7 +126,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _split_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects section.key=value, got {text!r}; example: --set model.n_layer=2")

@@ -1,0 +1,211 @@
+"""Data preparation of one stage in three steps, fetch -> tokenize -> shard, as plain functions.
+
+Each step takes the previous step's record and returns its own: a small pydantic model holding
+the paths it wrote and checksums of their content. The Prefect tasks cache on those checksums
+(never on paths), and `is_intact()` tells whether a cached record's files are still whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
+from data.atomic import sha256_file
+from data.config import DataConfig
+from data.documents import SkipReport, Source, write_documents, write_json
+from data.hf_reader import HuggingFaceReader
+from data.shards import ShardError, read_header, read_shard
+from data.split import write_split_shards
+from data.text_files import TextFilesReader
+from data.tokenize import tokenize_documents
+from data.web.config import ScrapeConfig
+
+log = logging.getLogger(__name__)
+
+
+def work_dir(data_cfg: DataConfig, stage: CurriculumStage) -> Path:
+    """Intermediate files of a stage; safe to delete (the steps run again)."""
+    return Path(data_cfg.data_dir) / "work" / stage.name
+
+
+def shard_paths(data_dir: Path, stage: CurriculumStage) -> tuple[Path, Path]:
+    """`DATA_DIR/train_{stage}_{suffix}.bin` and `DATA_DIR/val_{stage}_{suffix}.bin`."""
+    return (
+        Path(data_dir) / f"train_{stage.shard_name}.bin",
+        Path(data_dir) / f"val_{stage.shard_name}.bin",
+    )
+
+
+def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:
+    if stage.dataset_key == LOCAL_FILES:
+        return TextFilesReader(stage.files, stage=stage.name)
+    if stage.dataset_key == CUSTOM_SCRAPE:
+        from data.web.source import WebReader
+
+        return WebReader(
+            urls=stage.urls,
+            urls_file=stage.urls_file,
+            paths=stage.paths,
+            config=scrape_cfg,
+            cache_dir=Path(data_cfg.data_dir) / "web-cache",
+            report_path=Path(data_cfg.data_dir) / "reports" / f"crawl_{stage.name}.json",
+        )
+    return HuggingFaceReader(
+        stage.dataset_key,
+        split=stage.split,
+        text_field=stage.text_field,
+        revision=stage.revision,
+        n_items=stage.n_items,
+        mirror=data_cfg.hub_mirror,
+    )
+
+
+def _file_ok(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_file(path) == sha256
+
+
+class DocumentsRecord(BaseModel):
+    stage: str
+    path: Path
+    sha256: str
+    n_documents: int
+    n_chars: int
+    skipped: dict[str, int]
+    notes: list[str]
+    crawl_report: Path | None = None
+
+    def is_intact(self) -> bool:
+        return _file_ok(self.path, self.sha256)
+
+
+class TokensRecord(BaseModel):
+    stage: str
+    path: Path
+    index_path: Path
+    sha256: str
+    index_sha256: str
+    n_documents: int
+    n_tokens: int
+    tokenizer: str
+
+    def is_intact(self) -> bool:
+        try:
+            return read_shard(self.path).sha256 == self.sha256 and _file_ok(self.index_path, self.index_sha256)
+        except (ShardError, OSError):
+            return False
+
+
+class ShardsRecord(BaseModel):
+    stage: str
+    shard_name: str
+    block_size: int
+    tokenizer: str
+    vocab_size: int
+    train_path: Path
+    val_path: Path
+    train_sha256: str
+    val_sha256: str
+    train_tokens: int
+    val_tokens: int
+    train_documents: int
+    val_documents: int
+
+    def is_intact(self) -> bool:
+        try:
+            return (
+                read_shard(self.train_path).sha256 == self.train_sha256
+                and read_shard(self.val_path).sha256 == self.val_sha256
+            )
+        except (ShardError, OSError):
+            return False
+
+    def headers_match(self) -> bool:
+        """A cheap check (no hashing) that the files on disk are the ones this record wrote."""
+        try:
+            return (
+                read_header(self.train_path)["sha256"] == self.train_sha256
+                and read_header(self.val_path)["sha256"] == self.val_sha256
+            )
+        except (ShardError, OSError, KeyError):
+            return False
+
+
+def fetch_stage(stage: CurriculumStage, reader: Source, data_cfg: DataConfig) -> DocumentsRecord:
+    """Read the stage's source into a documents file named by its content, counting what was skipped and why."""
+    report = SkipReport(source=stage.dataset_key)
+    incoming = work_dir(data_cfg, stage) / "documents-incoming.parquet"
+    summary = write_documents(reader.documents(report), incoming, n_items=stage.n_items)
+    if summary.n_documents == 0:
+        raise ValueError(
+            f"stage {stage.name!r} ({stage.dataset_key}) produced no documents "
+            f"(skipped: {dict(report.counts) or 'none'}); check its source settings"
+        )
+    sha256 = sha256_file(incoming)
+    path = incoming.with_name(f"documents-{sha256[:16]}.parquet")
+    incoming.replace(path)
+    crawl = getattr(reader, "report_path", None)
+    return DocumentsRecord(
+        stage=stage.name,
+        path=path,
+        sha256=sha256,
+        n_documents=summary.n_documents,
+        n_chars=summary.n_chars,
+        skipped=dict(report.counts),
+        notes=report.notes[:50],
+        crawl_report=crawl if crawl and Path(crawl).is_file() else None,
+    )
+
+
+def tokenize_stage(documents: DocumentsRecord, data_cfg: DataConfig) -> TokensRecord:
+    base = documents.path.with_name(f"tokens-{documents.sha256[:16]}-{data_cfg.tokenizer}")
+    tokens_path, index_path = base.with_suffix(".bin"), base.with_suffix(".index.npz")
+    summary = tokenize_documents(
+        documents.path, tokens_path, index_path, tokenizer=data_cfg.tokenizer, threads=data_cfg.threads,
+        meta={"stage": documents.stage, "documents_sha256": documents.sha256},
+    )
+    return TokensRecord(
+        stage=documents.stage,
+        path=tokens_path,
+        index_path=index_path,
+        sha256=summary.sha256,
+        index_sha256=sha256_file(index_path),
+        n_documents=summary.n_documents,
+        n_tokens=summary.n_tokens,
+        tokenizer=data_cfg.tokenizer,
+    )
+
+
+def shard_stage(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> ShardsRecord:
+    train_path, val_path = shard_paths(data_cfg.data_dir, stage)
+    source_fingerprint = hashlib.sha256(
+        f"{tokens.sha256}:{stage.block_size}:{data_cfg.val_fraction}:{data_cfg.min_val_windows}:{data_cfg.seed}".encode()
+    ).hexdigest()
+    summary = write_split_shards(
+        tokens.path, tokens.index_path, train_path, val_path,
+        block_size=stage.block_size, val_fraction=data_cfg.val_fraction,
+        min_val_windows=data_cfg.min_val_windows, seed=data_cfg.seed, stage=stage.name,
+        meta={"stage": stage.name, "dataset_suffix": stage.dataset_suffix, "dataset_key": stage.dataset_key,
+              "block_size": stage.block_size, "source_fingerprint": source_fingerprint},
+    )
+    header = read_header(train_path)
+    record = ShardsRecord(
+        stage=stage.name,
+        shard_name=stage.shard_name,
+        block_size=stage.block_size,
+        tokenizer=header["tokenizer"],
+        vocab_size=header["vocab_size"],
+        train_path=train_path,
+        val_path=val_path,
+        train_sha256=summary.train_sha256,
+        val_sha256=summary.val_sha256,
+        train_tokens=summary.train_tokens,
+        val_tokens=summary.val_tokens,
+        train_documents=summary.train_documents,
+        val_documents=summary.val_documents,
+    )
+    write_json(Path(data_cfg.data_dir) / "reports" / f"shards_{stage.name}.json", record.model_dump(mode="json"))
+    return record

@@ -1,0 +1,72 @@
+"""Command line of `python flows/curriculum.py`: arguments become the flow's parameters."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any, Callable, Sequence
+
+from curriculum.config import ConfigError, parse_override, load_run_config
+from curriculum.presets import PRESETS
+
+EPILOG = """
+examples:
+  python flows/curriculum.py --type simple --prepare-only      # prepare all stages (cached)
+  python flows/curriculum.py --type simple                     # prepare and train (resumes if interrupted)
+  python flows/curriculum.py --config my.yaml --set train.max_iters=50 --set model.preset=tiny
+  python flows/curriculum.py --type default --restart          # start over; the old run folder is kept aside
+
+offline: CURRICULUM_HUB_MIRROR=../shared/hub TIKTOKEN_CACHE_DIR=../shared/tiktoken
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python flows/curriculum.py",
+        description="Curriculum pretraining of a GPT: prepare each stage's data, then train stage by stage.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--type", help=f"preset curriculum: {', '.join(PRESETS)} (default: simple)")
+    source.add_argument("--config", metavar="FILE.yaml", help="a YAML run config instead of a preset")
+    parser.add_argument("--prepare-only", action="store_true", help="prepare (fetch, tokenize, shard) and stop")
+    parser.add_argument("--data-dir", metavar="DIR", help="where shards and data caches go (default: out/data)")
+    parser.add_argument("--out-dir", metavar="DIR", help="run folder for checkpoints (default: out/runs/<name>)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one setting, repeatable: --set model.n_layer=2 --set stages.warmup.n_items=1000",
+    )
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints (default)")
+    resume.add_argument("--restart", action="store_true", help="start over; the old run folder is moved aside")
+    return parser
+
+
+def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.data_dir:
+        overrides["data.data_dir"] = args.data_dir
+    if args.out_dir:
+        overrides["train.out_dir"] = args.out_dir
+    # Validate here too, so a mistake is reported before Prefect starts anything.
+    load_run_config(type=args.type, config_path=args.config, overrides=overrides)
+    return {
+        "type": args.type or "simple",
+        "config_path": args.config,
+        "overrides": overrides,
+        "restart": args.restart,
+        "prepare_only": args.prepare_only,
+    }
+
+
+def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        parameters = flow_parameters(args)
+    except ConfigError as error:
+        print(f"error: {error}")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    flow(**parameters)
+    return 0

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that add a name, a content-hash cache key and retries to plain functions."""

@@ -1,0 +1,82 @@
+"""Per-stage data preparation tasks: fetch -> tokenize -> shard, each cached by a hash of its input content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from curriculum.prepare import (
+    DocumentsRecord,
+    ShardsRecord,
+    TokensRecord,
+    fetch_stage,
+    make_reader,
+    shard_stage,
+    tokenize_stage,
+)
+from curriculum.stages import CurriculumStage
+from data.config import DataConfig
+from data.web.config import ScrapeConfig
+from tasks.caching import keyed_by
+
+FETCH_CODE = ("curriculum.prepare", "data.documents", "data.hf_reader", "data.text_files", "data.text_cleanup")
+TOKENIZE_CODE = ("data.tokenize", "data.shards")
+SHARD_CODE = ("data.split", "data.shards")
+# Settings that change which documents a stage reads; the source's fingerprint covers its content.
+_FETCH_FIELDS = ("dataset_key", "n_items", "split", "text_field", "revision", "urls", "urls_file", "paths")
+
+
+def _fetch_identity(parameters: dict[str, Any]) -> Any:
+    stage: CurriculumStage = parameters["stage"]
+    fingerprint = make_reader(stage, parameters["data"], parameters["scrape"]).fingerprint()
+    if fingerprint is None:
+        return None  # a crawl: fetch always runs; tokenize caches on the fetched content instead
+    return [stage.model_dump(mode="json", include=set(_FETCH_FIELDS)), fingerprint]
+
+
+@task(
+    name="fetch",
+    task_run_name="fetch-{stage.name}",
+    cache_key_fn=keyed_by(_fetch_identity, *FETCH_CODE),
+    persist_result=True,
+    result_serializer="json",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    # Only I/O is retried: a configuration error would fail the same way again.
+    retry_condition_fn=lambda task, run, state: isinstance(state.result(raise_on_failure=False), (ConnectionError, TimeoutError)),
+)
+def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig) -> DocumentsRecord:
+    return fetch_stage(stage, make_reader(stage, data, scrape), data)
+
+
+@task(
+    name="tokenize",
+    task_run_name="tokenize-{documents.stage}",
+    cache_key_fn=keyed_by(lambda p: [p["documents"].sha256, p["data"].tokenizer], *TOKENIZE_CODE),
+    persist_result=True,
+    result_serializer="json",
+)
+def tokenize(documents: DocumentsRecord, data: DataConfig) -> TokensRecord:
+    return tokenize_stage(documents, data)
+
+
+def _shard_identity(parameters: dict[str, Any]) -> Any:
+    tokens: TokensRecord = parameters["tokens"]
+    stage: CurriculumStage = parameters["stage"]
+    data: DataConfig = parameters["data"]
+    return [
+        tokens.sha256, tokens.index_sha256, stage.shard_name, stage.dataset_key, stage.block_size,
+        data.model_dump(mode="json", include={"val_fraction", "min_val_windows", "seed"}),
+    ]
+
+
+@task(
+    name="shard",
+    task_run_name="shard-{stage.name}",
+    cache_key_fn=keyed_by(_shard_identity, *SHARD_CODE),
+    persist_result=True,
+    result_serializer="json",
+)
+def shard(tokens: TokensRecord, stage: CurriculumStage, data: DataConfig) -> ShardsRecord:
+    return shard_stage(tokens, stage, data)
