@@ -13,16 +13,39 @@ class ScrapeConfig(BaseModel):
         description="Where site owners learn who crawls them; sent in the User-Agent.",
     )
     max_concurrency: PositiveInt = Field(8, description="Requests in flight across all hosts.")
-    per_host: PositiveInt = Field(2, description="Requests in flight per host.")
-    per_host_delay: float = Field(1.0, ge=0, description="Seconds between requests to one host (jittered).")
-    connect_timeout: PositiveFloat = Field(10.0)
-    read_timeout: PositiveFloat = Field(30.0)
-    url_deadline: PositiveFloat = Field(120.0, description="Overall seconds one URL may take, retries included.")
-    retries: int = Field(3, ge=0, description="Retries on 429, 5xx and connection errors.")
-    max_redirects: int = Field(5, ge=0)
+    per_host: PositiveInt = Field(
+        2, description="Requests in flight per host (1 when the host's robots.txt sets a Crawl-delay)."
+    )
+    per_host_delay: float = Field(
+        1.0, ge=0, description="Seconds between the starts of two requests to one host (jittered up to +50%)."
+    )
+    max_crawl_delay: float = Field(
+        60.0,
+        ge=0,
+        description="A host whose robots.txt asks for a longer Crawl-delay is skipped (crawl-delay-too-long) "
+        "rather than crawled faster than it asks.",
+    )
+    max_retry_after: float = Field(
+        120.0,
+        ge=0,
+        description="Longest Retry-After (429/503) we wait; a longer one fails the URL instead of stalling the stage.",
+    )
+    connect_timeout: PositiveFloat = Field(10.0, description="Seconds to open a connection (DNS included).")
+    read_timeout: PositiveFloat = Field(30.0, description="Seconds between two received chunks.")
+    url_deadline: PositiveFloat = Field(
+        120.0,
+        description="Overall seconds one URL may take from its first request, retries, redirects and a "
+        "slow-drip body included.",
+    )
+    retries: int = Field(3, ge=0, description="Retries on 429, 5xx and connection errors (never on other 4xx).")
+    backoff: float = Field(
+        0.5, ge=0, description="Seconds before the first retry; doubled per retry, jittered, at most backoff_max."
+    )
+    backoff_max: float = Field(30.0, ge=0, description="Longest wait between two retries (Retry-After aside).")
+    max_redirects: int = Field(5, ge=0, description="Redirects followed per URL, only to http/https.")
     max_html_bytes: PositiveInt = Field(10_000_000, description="Cap on a decoded HTML body.")
     max_pdf_bytes: PositiveInt = Field(50_000_000, description="Cap on a decoded PDF body.")
     extract_timeout: PositiveFloat = Field(30.0, description="Seconds one document's extraction may take.")
     extract_memory_mb: PositiveInt = Field(1024, description="Memory cap of the extraction worker.")
-    max_pdf_pages: PositiveInt = Field(500)
+    max_pdf_pages: PositiveInt = Field(500, description="Page cap of the PDF extractor (a bound against hostile files).")
     min_chars: PositiveInt = Field(200, description="Documents with fewer extracted characters are dropped.")
