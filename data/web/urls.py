@@ -28,9 +28,10 @@ class UrlListError(ScrapeError):
 class BadLine:
     """A line of a URL list that is not an http(s) URL, kept for the report."""
 
-    item: str  # "file:line: text" or the text of a `urls:` entry
-    reason: str  # invalid-url, unsupported-scheme or duplicate
+    item: str  # "file:line: text", "urls[i]: text", or a path
+    reason: str  # invalid-url, unsupported-scheme, duplicate, missing-path or local-txt
     detail: str
+    origin: str = "list"  # list (a URL list entry) or path (under `paths:`), as in the crawl report
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,11 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[LocalFile], list[Bad
     for entry in paths:
         root = Path(entry)
         if not root.exists():
-            bad.append(BadLine(str(root), "missing-path", f"{str(root)!r} does not exist (cwd {os.getcwd()})"))
+            bad.append(BadLine(
+                str(root), "missing-path",
+                f"{str(root)!r} does not exist (working directory {os.getcwd()}); fix the stage's `paths:`",
+                origin="path",
+            ))
             continue
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
@@ -137,6 +142,7 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[LocalFile], list[Bad
                 bad.append(BadLine(
                     str(path), "local-txt",
                     "local .txt files belong to a local-files stage (foundation), not to custom-scrape",
+                    origin="path",
                 ))
                 continue
             key = path.resolve()
