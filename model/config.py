@@ -28,7 +28,9 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability.")
     bias: bool = Field(False, description="Biases in linear layers and LayerNorms.")
     block_size: PositiveInt | None = Field(
-        None, description="Longest context the model supports; default: the curriculum's largest block size."
+        None,
+        description="Longest context the model supports (sizes the rotary tables); default: the curriculum's "
+        "largest block size.",
     )
 
     @model_validator(mode="after")
@@ -40,4 +42,16 @@ class ModelConfig(BaseModel):
                 self.__dict__[name] = value
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"head size n_embd/n_head = {self.n_embd}/{self.n_head} = {self.n_embd // self.n_head} is odd; "
+                "rotary position embeddings rotate pairs of channels: choose n_embd and n_head with an even head size"
+            )
         return self
+
+    def with_block_size(self, longest_stage: int) -> ModelConfig:
+        """This config with `block_size` resolved: the value given, else `longest_stage` (the curriculum's
+        largest block size). Which stages fit is checked by the trainer, which knows the stages."""
+        if self.block_size is not None:
+            return self
+        return self.model_copy(update={"block_size": longest_stage})
