@@ -64,14 +64,16 @@ class TokenizeSummary:
     sha256: str
 
 
-def _encode_chunk(encoding, texts: list[str]) -> np.ndarray:
-    """Tokens of every text, each followed by end-of-text."""
+def _encode_chunk(encoding, ids: list[str], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of every text, each followed by end-of-text, and the documents' split keys."""
     if any(EOT_TEXT in text for text in texts):
         # A document that contains the literal marker must keep it as ordinary text: encode one by one.
         parts = [np.append(np.asarray(encoding.encode_ordinary(t), np.uint32), encoding.eot_token) for t in texts]
-        return np.concatenate(parts).astype(np.uint32)
-    joined = EOT_TEXT.join(texts) + EOT_TEXT
-    return encoding.encode_to_numpy(joined, allowed_special={EOT_TEXT}).astype(np.uint32, copy=False)
+        tokens = np.concatenate(parts).astype(np.uint32)
+    else:
+        joined = EOT_TEXT.join(texts) + EOT_TEXT
+        tokens = encoding.encode_to_numpy(joined, allowed_special={EOT_TEXT}).astype(np.uint32, copy=False)
+    return tokens, _doc_keys(ids)
 
 
 def _doc_keys(ids: list[str]) -> np.ndarray:
@@ -104,22 +106,21 @@ def tokenize_documents(
     offset = 0
     with ShardWriter(tokens_path, info.vocab_size) as writer, ThreadPoolExecutor(threads) as pool:
         # A bounded window of chunks in flight keeps memory flat whatever the dataset size.
-        pending: collections.deque[tuple[list[str], Future]] = collections.deque()
+        pending: collections.deque[Future] = collections.deque()
 
         def drain_one() -> None:
             nonlocal offset
-            ids, future = pending.popleft()
-            tokens = future.result()
+            tokens, doc_keys = pending.popleft().result()
             doc_ends = np.flatnonzero(tokens == info.eot_token) + 1
-            if doc_ends.size != len(ids):
-                raise RuntimeError(f"tokenizer produced {doc_ends.size} documents for {len(ids)} in {docs_path}")
+            if doc_ends.size != doc_keys.size:
+                raise RuntimeError(f"tokenizer produced {doc_ends.size} documents for {doc_keys.size} in {docs_path}")
             writer.write(tokens)
             ends.append(doc_ends + offset)
-            keys.append(_doc_keys(ids))
+            keys.append(doc_keys)
             offset += tokens.size
 
         for ids, texts in _chunks(Path(docs_path)):
-            pending.append((ids, pool.submit(_encode_chunk, encoding, texts)))
+            pending.append(pool.submit(_encode_chunk, encoding, ids, texts))
             if len(pending) >= 2 * threads:
                 drain_one()
         while pending:
