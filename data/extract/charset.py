@@ -74,33 +74,47 @@ def meta_charset(body: bytes) -> str | None:
 
 def decode_html(body: bytes, charset: str | None = None) -> str:
     """The text of an HTML body; `charset` is the HTTP header's value when the fetcher has one."""
+    return _decode(body, charset)[0]
+
+
+def utf8_html(body: bytes, charset: str | None = None) -> bytes:
+    """The body as UTF-8 bytes for the parser: the very same object when it already is UTF-8 (most pages), which
+    spares the parser a copy; decoded as decode_html() would and re-encoded otherwise."""
+    text, unchanged = _decode(body, charset)
+    return body if unchanged else text.encode("utf-8", errors="replace")
+
+
+def _decode(body: bytes, charset: str | None) -> tuple[str, bool]:
+    """(text, whether the body's bytes are that text's UTF-8 encoding)."""
     bom_codec, skip = sniff_bom(body)
     if bom_codec:
-        return body[skip:].decode(bom_codec, errors="replace")
+        return body[skip:].decode(bom_codec, errors="replace"), False
 
     non_ascii = len(body.translate(None, _ASCII))  # deletes the ASCII bytes
     if non_ascii:
         text = _utf8_strict(body)
         if text is not None:
-            return text
+            return text, True
 
     for declared in (codec_for(charset), meta_charset(body)):
         # Without a BOM a UTF-16/32 label is a mistake: the page is ASCII-compatible or we could not have read
         # its <meta>. Browsers do the same.
         if declared and not declared.startswith(("utf-16", "utf-32")):
             try:
-                return body.decode(declared)
+                text = body.decode(declared)
             except UnicodeDecodeError:
                 continue  # the label lies; the next witness or detection decides
+            # ASCII bytes read through an ASCII-compatible codec are unchanged; ISO-2022-JP's escapes are not.
+            return text, not non_ascii and len(text) == len(body) and text.isascii()
     if not non_ascii:
-        return body.decode("ascii")
+        return body.decode("ascii"), True
 
     # A UTF-8 page with a few stray legacy bytes (a pasted quote, a truncated tail) is still UTF-8. In a legacy
     # encoding nearly every non-ASCII byte is invalid UTF-8, so the share of invalid bytes tells them apart.
     text = body.decode("utf-8", errors="replace")
     if (text.count("\ufffd") - body.count(_REPLACEMENT_UTF8)) * _STRAY_RATIO <= non_ascii:
-        return text
-    return _detect(body)
+        return text, False
+    return _detect(body), False
 
 
 _ASCII = bytes(range(128))

@@ -2,6 +2,7 @@
 best one with its related siblings, prune the boilerplate left inside it, and render it with paragraph breaks.
 
 Readability-style: every rule is generic (tags, roles, class/id words, text and link density); no site has a rule.
+Speed matters as much as quality (a crawl extracts every page), hence the caches and the skipped retries below.
 """
 
 from __future__ import annotations
@@ -12,49 +13,51 @@ from functools import lru_cache
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from data.extract.charset import decode_html
+from data.extract.charset import utf8_html
 
-# Never text a reader sees. `form` is not here: some sites wrap the whole page in one.
-_NEVER_CONTENT = [
-    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed", "head",
-    "button", "input", "select", "textarea", "option", "link", "meta", "dialog",
-]
-_HIDDEN = '[hidden], [aria-hidden="true"], [style*="none" i], [style*="hidden" i]'
+# Never text a reader sees, or page furniture by its tag. `form` is not here: some sites wrap the page in one.
+# Only <body> is read, so <head> is left alone. One selector: strip_tags() walks the document once per tag.
+_NEVER_CONTENT = (
+    "script, style, noscript, template, svg, canvas, iframe, object, embed, button, input, select, textarea, "
+    "dialog, nav, aside, footer"
+)
+_MAYBE_HIDDEN = '[hidden], [aria-hidden="true"], [style*="none" i], [style*="hidden" i]'
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
-_BOILERPLATE = (
-    "nav, aside, footer, [role=navigation], [role=complementary], [role=contentinfo], [role=menu], "
+_BOILERPLATE_ROLES = (
+    "[role=navigation], [role=complementary], [role=contentinfo], [role=menu], "
     "[role=menubar], [role=search], [role=alert], [role=alertdialog], [role=dialog], [role=banner]"
 )
 
-# Words in class and id values. Unlikely: removed before scoring unless a content word is there too.
+# Words in class and id values, matched against the lowercased value (IGNORECASE makes these regexes 5x slower).
+# Unlikely: removed before scoring unless a content word is there too.
 _UNLIKELY = re.compile(
     r"ad-break|adbox|advert|agegate|banner|breadcrumb|combx|comment|communit|cookie|consent|disqus|extra|foot"
     r"|gdpr|header|legend|masthead|menu|modal|newsletter|outbrain|pager|paginat|popup|promo|related|remark"
-    r"|replies|rss|share|shoutbox|sidebar|skyscraper|social|sponsor|subscri|supplement|taboola|toolbar|widget",
-    re.IGNORECASE,
+    r"|replies|rss|share|shoutbox|sidebar|skyscraper|social|sponsor|subscri|supplement|taboola|toolbar|widget"
 )
-_MAYBE_CONTENT = re.compile(r"article|body|column|content|main|shadow|story|entry", re.IGNORECASE)
-# Weights for scoring: a class or id that names content or boilerplate moves a container by +-25.
+_MAYBE_CONTENT = re.compile(r"article|body|column|content|main|shadow|story|entry")
+# schema.org's name for the text of an article: a stronger witness than any class name.
+_ARTICLE_BODY = re.compile(r"articleBody|text\b", re.IGNORECASE)
+# Weights: a class or id naming content or boilerplate moves a container by +-25.
 _POSITIVE = re.compile(
-    r"article|body|content|entry|hentry|h-entry|main|page|pagination|post|text|blog|story", re.IGNORECASE
+    r"article|body|content|entry|hentry|h-entry|main|page|pagination|post|text|blog|story"
 )
 _NEGATIVE = re.compile(
     r"-ad-|hidden|^hid$| hid$| hid |^hid |banner|combx|comment|com-|contact|foot|footer|footnote|gdpr|masthead"
     r"|media|meta|outbrain|promo|related|scroll|share|shoutbox|sidebar|skyscraper|sponsor|shopping|tags|tool"
-    r"|widget|byline|author|dateline|cookie|newsletter|subscribe",
-    re.IGNORECASE,
+    r"|widget|byline|author|dateline|cookie|newsletter|subscribe"
 )
-# schema.org's name for the text of an article: a stronger witness than any class name.
-_ARTICLE_BODY = re.compile(r"articleBody|text\b", re.IGNORECASE)
-_SHARE = re.compile(r"share|sharedaddy|social", re.IGNORECASE)
+_KEEP_EVEN_IF_UNLIKELY = frozenset({"body", "html", "a", "article", "main", "table", "tbody", "tr", "td", "th"})
 
 _BLOCKS = frozenset(
     "address article aside blockquote body dd details dialog div dl dt fieldset figcaption figure footer form "
     "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody thead tfoot tr td th ul "
     "center caption".split()
 )
-# Containers whose direct text counts as a paragraph when they hold no other block.
-_PARAGRAPHS = frozenset({"p", "pre", "td", "blockquote"})
+# Always one paragraph, whatever they hold.
+_PARAGRAPHS = frozenset({"p", "pre", "td"})
+# One paragraph when they hold no block; otherwise their own loose text is one.
+_CONTAINERS = frozenset({"div", "section", "article", "main", "li", "blockquote", "span", "font", "center", "dd"})
 _TAG_SCORE = {
     "div": 5, "article": 5, "main": 5, "section": 3, "pre": 3, "td": 3, "blockquote": 3,
     "address": -3, "ol": -3, "ul": -3, "dl": -3, "dd": -3, "dt": -3, "li": -3, "form": -3,
@@ -64,7 +67,8 @@ _COMMAS = re.compile(r"[,，、،;；]")
 _SENTENCE_END = re.compile(r"\.( |$)")
 _MIN_PARAGRAPH = 25
 _ANCESTOR_LEVELS = 5
-# Fewer characters than this means the pruning was too eager: extract again with the gentler passes only.
+_ALTERNATIVES = 5
+# Fewer characters than this means a pass was too eager: extract again with the next, gentler one.
 _RETRY_CHARS = 500
 
 
@@ -84,14 +88,19 @@ def extract_html(html: bytes | str, url: str | None = None, *, charset: str | No
     `charset` is the HTTP header's value, if any; it is checked against the bytes like a `<meta>` declaration.
     `url` is accepted for callers that have it (the scorer passes it); no rule depends on the site.
     """
-    text = html if isinstance(html, str) else decode_html(html, charset)
+    # The parser reads UTF-8 bytes; a str (possibly with lone surrogates from a JSON source) is encoded here.
+    data = html.encode("utf-8", errors="replace") if isinstance(html, str) else utf8_html(html, charset)
     best = ""
+    previous: _Extraction | None = None
     for mode in _PASSES:
-        tree = LexborHTMLParser(text)
-        body = tree.body
-        if body is None:
+        # A gentler pass whose relaxation had nothing to act on in the last one would return the same text.
+        if previous is not None and not previous.would_change(mode):
+            continue
+        tree = LexborHTMLParser(data)
+        if tree.body is None:
             return ""
-        got = _extract(tree, body, mode)
+        previous = _Extraction(tree, mode)
+        got = previous.run()
         if len(got) >= _RETRY_CHARS:
             return got
         if len(got) > len(best):
@@ -99,138 +108,199 @@ def extract_html(html: bytes | str, url: str | None = None, *, charset: str | No
     return best
 
 
-def _extract(tree: LexborHTMLParser, body: LexborNode, mode: _Pass) -> str:
-    tree.strip_tags(_NEVER_CONTENT)
-    _remove(body.css(_HIDDEN), lambda n: n.tag != "body" and _is_hidden(n))
-    _remove(body.css(_BOILERPLATE), lambda n: True)
-    if mode.drop_unlikely:
-        _remove(_with_class_or_id(body), _is_unlikely)
-    article = _best_container(body, mode)
-    if article is None:
-        return ""
-    if mode.prune:
-        _prune(article, mode)
-    return render(article)
+class _Extraction:
+    """One pass over one parsed page; remembers which of its rules acted, so retries can be skipped."""
 
+    def __init__(self, tree: LexborHTMLParser, mode: _Pass) -> None:
+        self.tree = tree
+        self.body: LexborNode = tree.body
+        self.mode = mode
+        self.dropped_unlikely = False
+        self.weighed = False
+        self.pruned = False
+        self._link_chars: dict[int, int] = {}  # by mem_id; LexborNode's == compares serialised HTML, too slow
 
-def _remove(nodes: list[LexborNode], test) -> None:
-    for node in nodes:
-        if node.parent is not None and test(node):
-            node.decompose()
+    def would_change(self, mode: _Pass) -> bool:
+        return (
+            self.mode.drop_unlikely and not mode.drop_unlikely and self.dropped_unlikely
+            or self.mode.weigh_classes and not mode.weigh_classes and self.weighed
+            or self.mode.prune and not mode.prune and self.pruned
+        )
 
+    def run(self) -> str:
+        body = self.body
+        # css() may return the body itself, which must stay; a node whose parent is gone was inside one removed.
+        for node in body.css(_NEVER_CONTENT) + body.css(_BOILERPLATE_ROLES):
+            if node.parent is not None and node.tag != "body":
+                node.decompose()
+        for node in body.css(_MAYBE_HIDDEN):
+            if node.parent is not None and node.tag != "body" and _is_hidden(node):
+                node.decompose()
+        if self.mode.drop_unlikely:
+            for node in body.css("[class], [id]"):
+                if node.parent is not None and _is_unlikely(node):
+                    node.decompose()
+                    self.dropped_unlikely = True
+        article = self._best_container()
+        if self.mode.prune:
+            self._prune(article)
+        return render(article)
 
-def _with_class_or_id(root: LexborNode) -> list[LexborNode]:
-    return root.css("[class], [id]")
+    # -- measures ---------------------------------------------------------------------------------------------
 
+    def weight(self, node: LexborNode) -> int:
+        if not self.mode.weigh_classes:
+            return 0
+        attrs = node.attributes
+        weight = sum(_hint_weight(value) for value in (attrs.get("class"), attrs.get("id")) if value)
+        self.weighed = self.weighed or weight != 0
+        return weight
 
-def _hints(node: LexborNode) -> str:
-    attrs = node.attributes
-    return f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
+    def link_density(self, node: LexborNode, text_chars: int) -> float:
+        if text_chars == 0:
+            return 0.0
+        cache = self._link_chars
+        linked = 0
+        for link in node.css("a"):
+            key = link.mem_id
+            if key not in cache:
+                cache[key] = len(_text(link))
+            linked += cache[key]
+        return min(1.0, linked / text_chars)
 
+    # -- choosing the article ---------------------------------------------------------------------------------
 
-# Pages repeat the same class values hundreds of times; the regexes are the costliest step without a cache.
-@lru_cache(maxsize=8192)
-def _unlikely_hints(hints: str) -> bool:
-    return bool(_UNLIKELY.search(hints)) and not _MAYBE_CONTENT.search(hints)
+    def _best_container(self) -> LexborNode:
+        candidates = _Candidates(self)
+        for node, text, pieces in _paragraphs(self.body):
+            chars = len(text)
+            if chars < _MIN_PARAGRAPH:
+                continue
+            pieces_or_one = max(pieces, 1)
+            score = pieces_or_one + len(_COMMAS.findall(text)) + min(chars // 100, 3 * pieces_or_one)
+            container = node if pieces < 0 else node.parent
+            if container is not None:
+                candidates.add(container, score)
+        ranked = candidates.best(_ALTERNATIVES + 1)
+        if not ranked:
+            return self.body
+        top = _shared_ancestor(ranked[0], ranked[1:], candidates)
+        top = _climb(top, candidates)
+        while top.parent is not None and top.parent.tag != "body" and _only_child(top):
+            top = top.parent
+        return self._with_siblings(top, candidates)
 
+    def _with_siblings(self, top: LexborNode, candidates: _Candidates) -> LexborNode:
+        """The winner plus siblings that score well or read as prose (an article split by an ad or a figure)."""
+        parent = top.parent
+        if parent is None:
+            return top
+        top_score = candidates.score(top) or 0
+        threshold = max(10.0, top_score * 0.2)
+        top_class = top.attributes.get("class")
+        keep = {top.mem_id}
+        for sibling in parent.iter():
+            key = sibling.mem_id
+            if key == top.mem_id:
+                continue
+            bonus = top_score * 0.2 if top_class and sibling.attributes.get("class") == top_class else 0
+            score = candidates.score(sibling)
+            if score is not None and score + bonus >= threshold:
+                keep.add(key)
+            elif sibling.tag == "p":
+                text = _text(sibling)
+                chars = len(text)
+                density = self.link_density(sibling, chars)
+                if chars > 80 and density < 0.25 or 0 < chars <= 80 and density == 0 and _SENTENCE_END.search(text):
+                    keep.add(key)
+        if len(keep) == 1:
+            return top
+        for sibling in list(parent.iter()):
+            if sibling.mem_id not in keep:
+                sibling.decompose()
+        return parent
 
-@lru_cache(maxsize=8192)
-def _hint_weight(value: str) -> int:
-    return (-25 if _NEGATIVE.search(value) else 0) + (25 if _POSITIVE.search(value) else 0)
+    # -- cleaning the article ---------------------------------------------------------------------------------
 
+    def _prune(self, article: LexborNode) -> None:
+        """Drop the boilerplate inside the article: link lists, share bars, forms, galleries, stray headings."""
+        for node in article.css("h1, h2, h3"):
+            if self.weight(node) < 0 or self.link_density(node, len(_text(node))) > 0.33:
+                node.decompose()
+                self.pruned = True
+        # Innermost first, so a container is judged on what is left inside it.
+        for node in reversed(article.css("form, fieldset, table, ul, ol, div, section, aside, header")):
+            if node.parent is not None and node.mem_id != article.mem_id and self._is_boilerplate(node):
+                node.decompose()
+                self.pruned = True
 
-def _is_hidden(node: LexborNode) -> bool:
-    attrs = node.attributes
-    if "hidden" in attrs or attrs.get("aria-hidden") == "true":
-        return True
-    return bool(_HIDDEN_STYLE.search(attrs.get("style") or ""))
-
-
-def _is_unlikely(node: LexborNode) -> bool:
-    if node.tag in ("body", "html", "a", "article", "main", "table", "tbody", "tr", "td", "th"):
-        return False
-    if not _unlikely_hints(_hints(node)) or _ARTICLE_BODY.match(node.attributes.get("itemprop") or ""):
-        return False
-    # Inside a table or code block a stray class word is layout, not boilerplate.
-    parent = node.parent
-    while parent is not None and parent.tag != "body":
-        if parent.tag in ("table", "pre", "code"):
+    def _is_boilerplate(self, node: LexborNode) -> bool:
+        weight = self.weight(node)
+        if weight < 0:
+            return True
+        text = _text(node)
+        if len(_COMMAS.findall(text)) >= 10:
             return False
-        parent = parent.parent
-    return True
-
-
-def _class_weight(node: LexborNode) -> int:
-    attrs = node.attributes
-    return sum(_hint_weight(value) for value in (attrs.get("class"), attrs.get("id")) if value)
-
-
-def _link_density(node: LexborNode, text_len: int | None = None) -> float:
-    if text_len is None:
-        text_len = len(_squash(node.text()))
-    if text_len == 0:
-        return 0.0
-    linked = sum(len(_squash(a.text())) for a in node.css("a"))
-    return min(1.0, linked / text_len)
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _paragraphs(body: LexborNode) -> list[LexborNode]:
-    """Elements that read as one paragraph: p/pre/td/blockquote, and containers holding only inline content."""
-    found = []
-    for node in body.traverse():
         tag = node.tag
-        if tag in _PARAGRAPHS:
-            found.append(node)
-        elif tag in ("div", "section", "article", "li", "span", "font", "center") and not _has_block_child(node):
-            found.append(node)
-    return found
-
-
-def _has_block_child(node: LexborNode) -> bool:
-    for child in node.iter():
-        if child.tag in _BLOCKS or child.tag == "br" and _double_br(child):
-            return True
-        if child.tag not in _BLOCKS and _has_block_child(child):
-            return True
-    return False
-
-
-def _double_br(br: LexborNode) -> bool:
-    nxt = br.next
-    while nxt is not None and nxt.is_text_node and not nxt.text_content.strip():
-        nxt = nxt.next
-    return nxt is not None and nxt.tag == "br"
+        if tag == "table" and _is_data_table(node):
+            return False
+        counts = {"p": 0, "img": 0, "li": 0, "input": 0, "embed": 0}
+        for inner in node.css("p, img, li, input, video, audio, embed, object, iframe"):
+            inner_tag = inner.tag
+            counts[inner_tag if inner_tag in counts else "embed"] += 1
+        paragraphs, images, inputs, embeds = counts["p"], counts["img"], counts["input"], counts["embed"]
+        chars = len(text)
+        is_list = tag in ("ul", "ol")
+        return (
+            images > 1 and paragraphs / images < 0.5
+            or not is_list and counts["li"] - 100 > paragraphs
+            or inputs > paragraphs // 3
+            or not is_list and chars < _MIN_PARAGRAPH and (images == 0 or images > 2)
+            or embeds == 1 and chars < 75
+            or embeds > 1
+            or self.link_density(node, chars) > (0.2 if weight < 25 else 0.5)
+        )
 
 
 class _Candidates:
-    """Containers scored by the paragraphs inside them, discounted by their link density when first read.
+    """Containers scored by the paragraphs inside them, discounted by their link density when first read."""
 
-    Keyed by mem_id: LexborNode's == compares serialised HTML, far too slow for a dict key.
-    """
-
-    def __init__(self, weigh_classes: bool) -> None:
-        self.weigh_classes = weigh_classes
+    def __init__(self, page: _Extraction) -> None:
+        self.page = page
         self.raw: dict[int, float] = {}
         self.nodes: dict[int, LexborNode] = {}
         self.final: dict[int, float] = {}
+        # The container and its ancestors up to _ANCESTOR_LEVELS, by mem_id: siblings share them, and walking
+        # .parent builds a new Python object at every step.
+        self._lineage: dict[int, tuple[int, ...]] = {}
 
-    def add(self, node: LexborNode, score: float) -> None:
-        key = node.mem_id
-        if key not in self.raw:
-            self.nodes[key] = node
-            self.raw[key] = _TAG_SCORE.get(node.tag, 0) + (_class_weight(node) if self.weigh_classes else 0)
-        self.raw[key] += score
+    def add(self, container: LexborNode, score: float) -> None:
+        """Credit a paragraph's score to its container, half to the next ancestor, less further up."""
+        raw = self.raw
+        for level, key in enumerate(self._lineage_of(container)):
+            raw[key] += score / (1 if level == 0 else 2 if level == 1 else level * 3)
+
+    def _lineage_of(self, node: LexborNode) -> tuple[int, ...]:
+        start = node.mem_id
+        lineage = self._lineage.get(start)
+        if lineage is None:
+            keys = []
+            while node is not None and node.tag != "html" and len(keys) < _ANCESTOR_LEVELS:
+                key = node.mem_id
+                if key not in self.raw:
+                    self.nodes[key] = node
+                    self.raw[key] = _TAG_SCORE.get(node.tag, 0) + self.page.weight(node)
+                keys.append(key)
+                node = node.parent
+            lineage = self._lineage[start] = tuple(keys)
+        return lineage
 
     def score(self, node: LexborNode) -> float | None:
         key = node.mem_id
         if key not in self.raw:
             return None
         if key not in self.final:
-            self.final[key] = self.raw[key] * (1 - _link_density(node))
+            self.final[key] = self.raw[key] * (1 - self.page.link_density(node, len(_text(node))))
         return self.final[key]
 
     def best(self, n: int) -> list[LexborNode]:
@@ -246,30 +316,49 @@ class _Candidates:
         return [self.nodes[key] for _, key in ranked]
 
 
-def _best_container(body: LexborNode, mode: _Pass) -> LexborNode:
-    candidates = _Candidates(mode.weigh_classes)
-    for para in _paragraphs(body):
-        text = _squash(para.text())
-        if len(text) < _MIN_PARAGRAPH:
-            continue
-        score = 1 + len(_COMMAS.findall(text)) + min(len(text) // 100, 3)
-        ancestor = para.parent
-        for level in range(_ANCESTOR_LEVELS):
-            if ancestor is None or ancestor.tag in ("html", "#document"):
-                break
-            candidates.add(ancestor, score / (1 if level == 0 else 2 if level == 1 else level * 3))
-            ancestor = ancestor.parent
-    ranked = candidates.best(_ALTERNATIVES + 1)
-    if not ranked:
-        return body
-    top = _shared_ancestor(ranked[0], ranked[1:], candidates)
-    top = _climb(top, candidates)
-    while top.parent is not None and top.parent.tag != "body" and _only_child(top):
-        top = top.parent
-    return _with_siblings(top, candidates, mode)
+def _paragraphs(body: LexborNode):
+    """(node, text, pieces) for each run of text that reads as a paragraph.
+
+    pieces > 0: the node is the paragraph; it holds that many paragraphs split by double <br>.
+    pieces < 0: the text is loose text directly inside a container that also holds blocks; it counts as one
+    paragraph whose parent is the container itself.
+    """
+    for node in body.traverse():
+        tag = node.tag
+        if tag in _PARAGRAPHS:
+            yield node, _text(node), 1
+        elif tag in _CONTAINERS:
+            breaks = _inline_only(node)
+            if breaks >= 0:
+                yield node, _text(node), breaks + 1
+            else:
+                loose = node.text(deep=False, strip=True)
+                if len(loose) >= _MIN_PARAGRAPH:
+                    yield node, loose, -1
 
 
-_ALTERNATIVES = 5
+def _inline_only(node: LexborNode) -> int:
+    """-1 when the node holds a block element, else the number of double <br> inside it."""
+    breaks = 0
+    for child in node.iter():
+        tag = child.tag
+        if tag in _BLOCKS:
+            return -1
+        if tag == "br":
+            breaks += _double_br(child)
+        elif child.first_child is not None:
+            inner = _inline_only(child)
+            if inner < 0:
+                return -1
+            breaks += inner
+    return breaks
+
+
+def _double_br(br: LexborNode) -> bool:
+    nxt = br.next
+    while nxt is not None and nxt.is_text_node and not nxt.text_content.strip():
+        nxt = nxt.next
+    return nxt is not None and nxt.tag == "br"
 
 
 def _shared_ancestor(top: LexborNode, others: list[LexborNode], candidates: _Candidates) -> LexborNode:
@@ -320,81 +409,49 @@ def _only_child(node: LexborNode) -> bool:
     return parent is not None and sum(1 for _ in parent.iter()) == 1
 
 
-def _with_siblings(top: LexborNode, candidates: _Candidates, mode: _Pass) -> LexborNode:
-    """The winner plus its siblings that score well or read as prose (an article split by an ad or a figure)."""
-    parent = top.parent
-    if parent is None:
-        return top
-    top_score = candidates.score(top) or 0
-    threshold = max(10.0, top_score * 0.2)
-    top_class = top.attributes.get("class")
-    keep = set()
-    for sibling in parent.iter():
-        key = sibling.mem_id
-        if key == top.mem_id:
-            keep.add(key)
-            continue
-        bonus = top_score * 0.2 if top_class and sibling.attributes.get("class") == top_class else 0
-        score = candidates.score(sibling)
-        if score is not None and score + bonus >= threshold:
-            keep.add(key)
-        elif sibling.tag == "p":
-            text = _squash(sibling.text())
-            density = _link_density(sibling, len(text))
-            if len(text) > 80 and density < 0.25 or 0 < len(text) <= 80 and density == 0 and _SENTENCE_END.search(text):
-                keep.add(key)
-    if len(keep) == 1:
-        return top
-    for sibling in list(parent.iter()):
-        if sibling.mem_id not in keep:
-            sibling.decompose()
-    return parent
-
-
-def _prune(article: LexborNode, mode: _Pass) -> None:
-    """Drop the boilerplate that sits inside the article: link lists, share bars, forms, image galleries."""
-    for node in article.css("h1, h2, h3"):
-        if mode.weigh_classes and _class_weight(node) < 0 or _link_density(node) > 0.33:
-            node.decompose()
-    for node in reversed(article.css("form, fieldset, table, ul, ol, div, section, aside, header")):
-        if node.parent is None or node.mem_id == article.mem_id:
-            continue
-        if _looks_like_boilerplate(node, mode):
-            node.decompose()
-
-
-def _looks_like_boilerplate(node: LexborNode, mode: _Pass) -> bool:
-    weight = _class_weight(node) if mode.weigh_classes else 0
-    if weight < 0 and mode.weigh_classes:
+def _is_hidden(node: LexborNode) -> bool:
+    attrs = node.attributes
+    if "hidden" in attrs or attrs.get("aria-hidden") == "true":
         return True
-    text = _squash(node.text())
-    if len(_COMMAS.findall(text)) >= 10:
+    return bool(_HIDDEN_STYLE.search(attrs.get("style") or ""))
+
+
+def _is_unlikely(node: LexborNode) -> bool:
+    if node.tag in _KEEP_EVEN_IF_UNLIKELY:
         return False
-    tag = node.tag
-    if tag == "table" and _is_data_table(node):
+    attrs = node.attributes
+    verdicts = [_hint_verdict(value) for value in (attrs.get("class"), attrs.get("id")) if value]
+    if not any(unlikely for unlikely, _ in verdicts) or any(content for _, content in verdicts):
         return False
-    paragraphs = len(node.css("p"))
-    images = len(node.css("img"))
-    items = len(node.css("li")) - 100
-    inputs = len(node.css("input"))
-    embeds = len(node.css("video, audio, embed, object, iframe"))
-    density = _link_density(node, len(text))
-    is_list = tag in ("ul", "ol")
-    if images > 1 and paragraphs / images < 0.5:
-        return True
-    if not is_list and items > paragraphs:
-        return True
-    if inputs > paragraphs // 3:
-        return True
-    if not is_list and len(text) < _MIN_PARAGRAPH and (images == 0 or images > 2):
-        return True
-    if weight < 25 and density > 0.2:
-        return True
-    if weight >= 25 and density > 0.5:
-        return True
-    if embeds == 1 and len(text) < 75 or embeds > 1:
-        return True
-    return False
+    if _ARTICLE_BODY.match(attrs.get("itemprop") or ""):
+        return False
+    # Inside a table or code block a stray class word is layout, not boilerplate.
+    parent = node.parent
+    while parent is not None and parent.tag != "body":
+        if parent.tag in ("table", "pre", "code"):
+            return False
+        parent = parent.parent
+    return True
+
+
+# Pages repeat the same class values hundreds of times; without a cache the regexes are the costliest step.
+@lru_cache(maxsize=8192)
+def _hint_verdict(value: str) -> tuple[bool, bool]:
+    """(names boilerplate, names content) for one class or id value."""
+    value = value.lower()
+    return bool(_UNLIKELY.search(value)), bool(_MAYBE_CONTENT.search(value))
+
+
+@lru_cache(maxsize=8192)
+def _hint_weight(value: str) -> int:
+    value = value.lower()
+    return (-25 if _NEGATIVE.search(value) else 0) + (25 if _POSITIVE.search(value) else 0)
+
+
+def _text(node: LexborNode) -> str:
+    """Text for measuring, not for output: each text node stripped (markup indentation is not text) and joined
+    with nothing, in C. Words at tag boundaries run together, which costs a character, not a word count."""
+    return node.text(strip=True)
 
 
 def _is_data_table(table: LexborNode) -> bool:
@@ -412,46 +469,34 @@ def _is_data_table(table: LexborNode) -> bool:
     return cells > 4 or len(rows) * cells > 10
 
 
+# Private-use characters mark breaks while whitespace is collapsed in one pass over the whole text.
+_PARAGRAPH_BREAK = "\ue000"
+_LINE_BREAK = "\ue001"
+
+
 def render(root: LexborNode) -> str:
-    """Text of a subtree: blank line between blocks, newline for <br>, whitespace collapsed except in <pre>."""
-    parts: list[str] = []
-    _render(root, parts, pre=False)
-    text = "".join(parts)
-    lines = (line.strip() for line in text.split("\n"))
-    out, blank = [], False
-    for line in lines:
-        if line == "\x00":  # a paragraph break
-            blank = bool(out)
-            continue
-        if not line:
-            continue
-        if blank:
-            out.append("")
-            blank = False
-        out.append(line)
-    return "\n".join(out)
+    """Text of a subtree: blank line between blocks, newline for <br> and inside <pre>, whitespace collapsed.
 
-
-_BREAK = "\n\x00\n"
-
-
-def _render(node: LexborNode, parts: list[str], pre: bool) -> None:
-    for child in node.iter(include_text=True):
-        if child.is_text_node:
-            value = child.text_content or ""
-            parts.append(value if pre else _WHITESPACE.sub(" ", value))
+    Consumes the subtree: break markers are inserted as text nodes and read back with one text() call in C,
+    several times faster than building the text node by node from Python.
+    """
+    # One walk from Python beats a 40-tag CSS selector in lexbor.
+    for node in [node for node in root.traverse() if node.tag in _BLOCKS or node.tag == "br"]:
+        if node.tag == "br":
+            node.insert_before(_LINE_BREAK)
             continue
-        tag = child.tag
-        if tag == "br":
-            parts.append("\n")
-        elif tag in _BLOCKS:
-            parts.append(_BREAK)
-            _render(child, parts, pre or tag == "pre")
-            parts.append(_BREAK)
-        elif tag in ("img", "#comment"):
-            continue
+        node.insert_before(_PARAGRAPH_BREAK)
+        node.insert_after(_PARAGRAPH_BREAK)
+        if node.tag == "pre" and node.parent is not None:
+            node.replace_with(node.text().replace("\n", _LINE_BREAK))
+    # str.split() also folds no-break and other Unicode spaces; the markers are not whitespace.
+    text = " ".join(root.text().split())
+    paragraphs = []
+    for paragraph in text.split(_PARAGRAPH_BREAK):
+        if _LINE_BREAK in paragraph:
+            paragraph = "\n".join(line for line in map(str.strip, paragraph.split(_LINE_BREAK)) if line)
         else:
-            _render(child, parts, pre)
-
-
-_WHITESPACE = re.compile(r"[ \t\r\n\f\v]+")
+            paragraph = paragraph.strip()
+        if paragraph:
+            paragraphs.append(paragraph)
+    return "\n\n".join(paragraphs)
