@@ -7,6 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
 
+# Fields that change where and how often things are written or measured, never the trained weights:
+# a run may be resumed with other values of these. Every other field is part of the run's fingerprint.
+BOOKKEEPING_FIELDS = frozenset(
+    {"out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device"}
+)
+
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -22,9 +28,9 @@ class TrainConfig(BaseModel):
         description="'per-stage': warmup and cosine restart at each stage (the original design); "
         "'global': one schedule over the whole curriculum.",
     )
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.95, gt=0, lt=1)
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay of matrices (not biases or norms).")
+    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0 disables.")
     max_iters: PositiveInt | None = Field(
         None, description="Cap on optimizer steps per stage (smoke runs); None trains every epoch."
@@ -32,10 +38,12 @@ class TrainConfig(BaseModel):
     eval_interval: PositiveInt = Field(100, description="Evaluate every N iterations (and at stage end).")
     eval_iters: PositiveInt = Field(10, description="Batches per evaluation.")
     checkpoint_interval: PositiveInt = Field(100, description="Checkpoint every N iterations (and at stage end).")
-    keep_checkpoints: PositiveInt = Field(2, description="In-stage checkpoints kept besides stage-end ones.")
-    seed: int = Field(1337, description="Seed of weights, data order and dropout.")
+    keep_checkpoints: PositiveInt = Field(2, description="In-stage checkpoints kept per stage besides stage-end ones.")
+    seed: NonNegativeInt = Field(1337, description="Seed of weights, data order and dropout.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Autocast precision; auto: bfloat16 where supported, else float32."
+        "auto",
+        description="Autocast precision; auto: bfloat16 on CUDA GPUs that support it (else float16), on CPUs with "
+        "native bf16 instructions (AVX512-BF16, AMX, Arm BF16), else float32.",
     )
     compile: bool = Field(False, description="torch.compile the model.")

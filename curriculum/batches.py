@@ -1,0 +1,89 @@
+"""Which tokens go into each batch: seeded epochs of train windows, fixed windows for evaluation.
+
+Every batch is a pure function of (seed, stage, iteration, micro-step, rank): resuming needs no saved data
+state beyond the iteration number, and evaluation draws no random numbers, so it cannot shift training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class TrainWindows:
+    """Batches of block_size+1 token windows; epoch e is a permutation seeded by (seed, stage_index, e).
+
+    Windows are read as one stream, epoch after epoch. Iteration `it` takes the stream's sequences
+    [it * S, (it + 1) * S), S = batch_size * grad_accum * world_size; micro-step m of rank r takes its
+    batch_size of them, so ranks never share a window (for DDP: pass rank and world_size).
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        grad_accum: int,
+        seed: int,
+        stage_index: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.tokens = tokens
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.grad_accum = grad_accum
+        self.seed = seed
+        self.stage_index = stage_index
+        self.rank = rank
+        self.world_size = world_size
+        self.windows = max(tokens.size - 1, 0) // block_size
+        self.seqs_per_iter = batch_size * grad_accum * world_size
+        self._epoch = -1
+        self._order = np.empty(0, dtype=np.int64)
+
+    def position(self, stage_iter: int) -> dict[str, int]:
+        """Where iteration `stage_iter` starts reading, for checkpoints and logs."""
+        sample = stage_iter * self.seqs_per_iter
+        return {"sample": sample, "epoch": sample // self.windows, "window_in_epoch": sample % self.windows}
+
+    def _order_of(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:  # an epoch's permutation is computed once, when the stream reaches it
+            rng = np.random.default_rng((self.seed, self.stage_index, epoch))
+            self._order = rng.permutation(self.windows)
+            self._epoch = epoch
+        return self._order
+
+    def window_ids(self, stage_iter: int, micro_step: int) -> np.ndarray:
+        first = stage_iter * self.seqs_per_iter + (micro_step * self.world_size + self.rank) * self.batch_size
+        ids = np.empty(self.batch_size, dtype=np.int64)
+        for i, sample in enumerate(range(first, first + self.batch_size)):
+            ids[i] = self._order_of(sample // self.windows)[sample % self.windows]
+        return ids
+
+    def batch(self, stage_iter: int, micro_step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return windows_to_batch(self.tokens, self.window_ids(stage_iter, micro_step), self.block_size, device)
+
+
+def windows_to_batch(
+    tokens: np.ndarray, window_ids: np.ndarray, block_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs x and targets y (shifted by one), each (B, T), from windows starting at id * block_size."""
+    starts = window_ids * block_size
+    rows = np.stack([tokens[s : s + block_size + 1] for s in starts]).astype(np.int64)  # (B, T+1)
+    xy = torch.from_numpy(rows)
+    if device.type == "cuda":
+        xy = xy.pin_memory().to(device, non_blocking=True)  # overlaps the copy with the previous step
+    else:
+        xy = xy.to(device)
+    return xy[:, :-1], xy[:, 1:]  # (B, T), (B, T)
+
+
+def eval_window_ids(n_tokens: int, block_size: int, n_windows: int) -> np.ndarray:
+    """`n_windows` non-overlapping windows spread evenly over the tokens (all of them if there are fewer)."""
+    available = max(n_tokens - 1, 0) // block_size
+    if available == 0:
+        return np.empty(0, dtype=np.int64)
+    if available <= n_windows:
+        return np.arange(available, dtype=np.int64)
+    return np.unique(np.linspace(0, available - 1, n_windows).round().astype(np.int64))

@@ -1,0 +1,242 @@
+"""Checkpoint folders: written atomically, verified by checksum, loaded without unpickling anything.
+
+    <run_dir>/checkpoints/<NN>-<stage>/iter-<NNNNNNN>/   in-stage, every checkpoint_interval iterations
+    <run_dir>/checkpoints/<NN>-<stage>/end/              at the stage's end; the next stage starts from it
+
+Each folder holds
+    model.safetensors       the weights (the pretrained-folder layout of model/pretrained.py, with config.json)
+    config.json             model shape, vocabulary and tokenizer
+    optimizer.safetensors   AdamW moments and step per parameter, and the RNG states, as plain tensors
+    state.json              counters (curriculum_stage_idx, epoch, iter_num, stage_iter), data position,
+                            fingerprint, shards, loss bookkeeping and, for `end`, the stage's result
+    manifest.json           SHA-256 of each file above; written last. Its own SHA-256 is the checkpoint's
+                            checksum (StageResult.checkpoint_sha256).
+
+A folder is written under a temporary name, every file fsynced, then renamed into place: a kill leaves
+either the old state or the complete new folder, never a half-written one under a real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from curriculum.faults import pause_point
+from data.atomic import fsync_dir, fsync_file, remove_stale_tmp, sha256_file, tmp_path_for
+from model.gpt import GPT
+from model.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_weights
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+END = "end"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+_ITER_DIR = re.compile(r"^iter-(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is incomplete, damaged or not from this run; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    sha256: str  # of manifest.json
+    state: dict[str, Any]
+    files: dict[str, str]  # file name -> sha256
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.files[WEIGHTS_FILE]
+
+
+def stage_dir(run_dir: Path, stage_index: int, stage_name: str) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR / f"{stage_index:02d}-{stage_name}"
+
+
+def in_stage_dirs(folder: Path) -> list[tuple[int, Path]]:
+    """(stage_iter, path) of the in-stage checkpoints in a stage folder, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _ITER_DIR.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def save_checkpoint(
+    path: Path,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    card: dict[str, Any],
+) -> str:
+    """Write a checkpoint folder at `path` atomically; returns its checksum. An existing folder at `path`
+    (one that resume skipped as damaged or stale) is moved aside to `<name>.replaced-<time>`, not deleted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path)
+    tmp = tmp_path_for(path)
+    tmp.mkdir()
+    save_weights(model, tmp / WEIGHTS_FILE)
+    save_file(optimizer_tensors(model, optimizer) | rng_tensors(), str(tmp / OPTIMIZER_FILE))
+    _write_json(tmp / CONFIG_FILE, card)
+    _write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, **state})
+    files = {}
+    for name in (WEIGHTS_FILE, OPTIMIZER_FILE, CONFIG_FILE, STATE_FILE):
+        fsync_file(tmp / name)
+        files[name] = sha256_file(tmp / name)
+    pause_point("checkpoint-write", state["curriculum_stage_idx"], state["stage_iter"])
+    manifest = json.dumps({"format_version": FORMAT_VERSION, "files": files}, indent=2, sort_keys=True) + "\n"
+    (tmp / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
+    fsync_file(tmp / MANIFEST_FILE)
+    fsync_dir(tmp)
+    if path.exists():
+        aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        log.warning("moved the checkpoint that resume skipped, %s, aside to %s", path, aside)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_checkpoint(path: Path, expect_sha256: str | None = None) -> Checkpoint:
+    """The checkpoint at `path` after checking every file against the manifest; CheckpointError if it is
+    missing parts, damaged, or not the one `expect_sha256` names."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        what = "does not exist" if not path.exists() else f"has no {MANIFEST_FILE} (an unfinished write)"
+        raise CheckpointError(f"checkpoint {path} {what}")
+    blob = manifest_path.read_bytes()
+    sha = hashlib.sha256(blob).hexdigest()
+    if expect_sha256 is not None and sha != expect_sha256:
+        raise CheckpointError(f"checkpoint {path} has checksum {sha[:12]}..., expected {expect_sha256[:12]}...")
+    try:
+        files = json.loads(blob)["files"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is damaged") from None
+    for name, want in files.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint {path} is missing {name}")
+        if sha256_file(file) != want:
+            raise CheckpointError(f"checkpoint {path}: {name} does not match its checksum (truncated or damaged)")
+    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {state.get('format_version')}, this code reads {FORMAT_VERSION}"
+        )
+    return Checkpoint(path=path, sha256=sha, state=state, files=files)
+
+
+def load_checkpoint(checkpoint: Checkpoint, model: GPT, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Weights into `model`; moments and step into `optimizer` when given. RNG states: `restore_rng`."""
+    load_weights(model, checkpoint.path / WEIGHTS_FILE)
+    if optimizer is not None:
+        load_optimizer(model, optimizer, load_file(str(checkpoint.path / OPTIMIZER_FILE)))
+
+
+def restore_rng(checkpoint: Checkpoint) -> None:
+    tensors = load_file(str(checkpoint.path / OPTIMIZER_FILE))
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+    if "rng.mps" in tensors and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(tensors["rng.mps"])
+
+
+def optimizer_tensors(model: GPT, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Per-parameter optimizer state named `optim.<parameter name>.<key>`; hyperparameters come from the
+    config (checked by the fingerprint) and the LR from the schedule, so they need not be stored."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    tensors = {}
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            tensors[f"optim.{names[id(param)]}.{key}"] = value.detach().cpu().contiguous()
+    return tensors
+
+
+def load_optimizer(model: GPT, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    names = {id(p): name for name, p in model.named_parameters()}
+    current = optimizer.state_dict()
+    index = {}  # parameter name -> its index in the optimizer's state dict
+    i = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            index[names[id(param)]] = i
+            i += 1
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if not key.startswith("optim."):
+            continue
+        name, field = key[len("optim.") :].rsplit(".", 1)
+        if name not in index:
+            raise CheckpointError(f"optimizer state for unknown parameter {name!r}: the model shape differs")
+        state.setdefault(index[name], {})[field] = value
+    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, rng in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = rng
+    if torch.backends.mps.is_available():
+        tensors["rng.mps"] = torch.mps.get_rng_state()
+    return tensors
+
+
+def prune_in_stage(folder: Path, keep: int) -> None:
+    """Delete all but the newest `keep` in-stage checkpoints of a stage folder (stage-end ones stay)."""
+    for _, path in in_stage_dirs(folder)[:-keep]:
+        # Rename first: a kill during rmtree then leaves a temporary name, never a half-deleted checkpoint.
+        doomed = tmp_path_for(path)
+        path.rename(doomed)
+        shutil.rmtree(doomed)
+    remove_stale_tmp_dirs(folder)
+
+
+def remove_stale_tmp_dirs(folder: Path) -> None:
+    """Temporary folders of writes or deletions a kill interrupted."""
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path.name.startswith(".") and ".tmp-" in path.name and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def copy_pretrained(checkpoint: Checkpoint, folder: Path) -> None:
+    """Copy a checkpoint's weights and config.json to `folder` (e.g. final/), atomically as a whole."""
+    if (folder / WEIGHTS_FILE).is_file() and sha256_file(folder / WEIGHTS_FILE) == checkpoint.weights_sha256:
+        if (folder / CONFIG_FILE).is_file() and sha256_file(folder / CONFIG_FILE) == checkpoint.files[CONFIG_FILE]:
+            return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(folder)
+    tmp = tmp_path_for(folder)
+    tmp.mkdir()
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        shutil.copyfile(checkpoint.path / name, tmp / name)
+        fsync_file(tmp / name)
+    fsync_dir(tmp)
+    if folder.exists():
+        old = tmp_path_for(folder)  # final/ is a copy: the checkpoint it came from stays
+        folder.rename(old)
+        shutil.rmtree(old)
+    os.replace(tmp, folder)
+    fsync_dir(folder.parent)

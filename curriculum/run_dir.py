@@ -1,0 +1,184 @@
+"""The run folder: its fingerprint (which curriculum and settings it belongs to), metrics.jsonl, runtime.jsonl.
+
+    <run_dir>/run.json          fingerprint of the curriculum, model and training settings; code version
+    <run_dir>/runtime.jsonl     one row per training session: device, dtype, compile, torch version, threads
+    <run_dir>/metrics.jsonl     one row per evaluation, in training order (the loss curve across stages)
+    <run_dir>/checkpoints/...   see curriculum/checkpoints.py
+    <run_dir>/final/            the last stage's weights and config.json, for sampling and evaluation
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from curriculum.stages import Curriculum
+from curriculum.train_config import BOOKKEEPING_FIELDS, TrainConfig
+from data.atomic import atomic_write_text
+from model.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+RUNTIME_FILE = "runtime.jsonl"
+
+
+class RunMismatchError(ValueError):
+    """The run folder (or a checkpoint in it) belongs to another curriculum or other settings."""
+
+
+def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict[str, Any]:
+    """Everything that changes the trained weights: every stage, the resolved model shape, and the training
+    settings except bookkeeping (where to write, how often to evaluate or checkpoint, which device)."""
+    model = model_cfg.with_block_size(curriculum.max_block_size)
+    return {
+        "curriculum": {stage.name: stage.model_dump(mode="json") for stage in curriculum.stages},
+        "stage_order": [stage.name for stage in curriculum.stages],
+        "model": model.model_dump(mode="json", exclude={"preset"}),
+        "train": train_cfg.model_dump(mode="json", exclude=set(BOOKKEEPING_FIELDS)),
+    }
+
+
+def fingerprint_hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def describe_differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """One line per differing leaf, `path: old -> new`, e.g. `train.learning_rate: 0.0006 -> 0.001`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in list(old) + [k for k in new if k not in old]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                lines.append(f"{sub}: {old[key]!r} -> (absent)")
+            elif key not in old:
+                lines.append(f"{sub}: (absent) -> {new[key]!r}")
+            else:
+                lines.extend(describe_differences(old[key], new[key], sub))
+        return lines
+    return [] if old == new else [f"{path or '(value)'}: {old!r} -> {new!r}"]
+
+
+def mismatch_message(where: str, differences: list[str], run_dir: Path) -> str:
+    shown = "\n".join(f"  - {line}" for line in differences[:20])
+    more = f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else ""
+    return (
+        f"{where} was trained with other settings than this run (old -> new):\n{shown}{more}\n"
+        "Resume with the settings it was started with (the same --type / --config and --set options), "
+        f"or start over with --restart (moves {run_dir} aside to {run_dir.name}.old-<time>; nothing is deleted)."
+    )
+
+
+def _read_run_file(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunMismatchError(
+            f"{path} is not valid JSON ({error}); it records which settings this run folder belongs to. "
+            "Restore it, or start over with --restart (moves the folder aside)"
+        ) from None
+
+
+def check_run_dir(run_dir: Path, payload: dict[str, Any]) -> bool:
+    """Raise RunMismatchError if the folder was started with other settings; False if it has no run.json.
+
+    Only the sections present in `payload` are compared, so a caller may record more in run.json."""
+    record = _read_run_file(run_dir)
+    if record is None:
+        return False
+    stored = record.get("payload", {})
+    differences = describe_differences({key: stored.get(key) for key in payload}, payload)
+    if differences:
+        raise RunMismatchError(mismatch_message(f"run folder {run_dir}", differences, run_dir))
+    return True
+
+
+def prepare_run_dir(run_dir: str | Path, fingerprint_payload: dict[str, Any], restart: bool = False) -> Path:
+    """Make `run_dir` ready for a run with these settings and return it.
+
+    A new folder records the fingerprint in run.json. An existing folder with the same fingerprint is resumed;
+    one with a different fingerprint is refused with the list of differences, unless `restart`, which moves
+    the old folder aside to `<run_dir>.old-<time>` (never deleting it) and starts a new one.
+    """
+    run_dir = Path(run_dir)
+    if restart and run_dir.exists():
+        aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while aside.exists():
+            aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+            n += 1
+        run_dir.rename(aside)
+        log.warning("--restart: moved the previous run folder %s aside to %s", run_dir, aside)
+    if check_run_dir(run_dir, fingerprint_payload):
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "fingerprint": fingerprint_hash(fingerprint_payload),
+        "payload": fingerprint_payload,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "code_version": code_version(),
+    }
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return run_dir
+
+
+def code_version() -> str | None:
+    """The git commit of this code (with '+dirty' when files differ from it), or None outside a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    # One short write per row: a kill leaves at most a torn last line, which read_jsonl skips.
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s line %d is torn (a killed write); skipped", path, number)
+    return rows
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(Path(run_dir) / METRICS_FILE)
+
+
+def rewind_metrics(run_dir: Path, stage_index: int, stage_iter: int) -> int:
+    """Drop the rows written after the point training resumes from (stage_index, stage_iter), so the file
+    holds each evaluation once even after a kill; returns how many rows were dropped."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    rows = read_jsonl(path)
+    kept = [row for row in rows if (row["stage_index"], row["stage_iter"]) <= (stage_index, stage_iter)]
+    # Rewritten even when nothing is dropped: that also removes a torn last line.
+    atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in kept))
+    return len(rows) - len(kept)

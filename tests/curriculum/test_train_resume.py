@@ -1,0 +1,90 @@
+"""Exact resume: a training subprocess SIGKILLed at a named moment and then resumed ends with final weights
+bit-identical to an uninterrupted run; finished stages are not trained again."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from curriculum.run_dir import read_metrics
+
+VOLATILE = {"time", "tokens_per_s"}  # wall-clock fields of a metrics row
+
+
+def _rows(run_dir):
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def reference(kit, tmp_path_factory, shard_dir, curriculum):
+    """An uninterrupted run in a subprocess, like the interrupted ones."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN)
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "pause_at",
+    [
+        "step:0:5",  # mid-epoch, two iterations after the last checkpoint (3)
+        "step:1:1",  # right after the transition to stage 2 (block 16 -> 32), before its first checkpoint
+        "checkpoint-write:1:6",  # inside a checkpoint write: files written, folder not yet renamed into place
+        "checkpoint-write:0:10",  # inside the stage-end checkpoint write of stage 1
+    ],
+)
+def test_killed_run_resumes_to_bit_identical_weights(kit, reference, shard_dir, curriculum, tmp_path, pause_at):
+    run_dir, paused = tmp_path / "run", tmp_path / "paused"
+    proc = kit.spawn_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN,
+                              pause_at=pause_at, paused_file=paused)
+    kit.kill_when_paused(proc, paused)
+    assert not (run_dir / "final").exists()
+
+    out = kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN)
+    point, stage, stage_iter = pause_at.split(":")
+    # at most one checkpoint interval (3 iterations) of work is lost
+    if (point, stage, stage_iter) == ("step", "0", "5"):
+        assert "resuming at iteration 3/10" in out
+    if (point, stage, stage_iter) == ("checkpoint-write", "1", "6"):
+        assert "resuming at iteration 3/12" in out
+    if stage == "1":
+        assert "stage 'warmup' is finished already" in out
+    assert (run_dir / "final" / "model.safetensors").read_bytes() == (
+        reference / "final" / "model.safetensors"
+    ).read_bytes()
+    assert (run_dir / "checkpoints" / "01-books" / "end" / "optimizer.safetensors").read_bytes() == (
+        reference / "checkpoints" / "01-books" / "end" / "optimizer.safetensors"
+    ).read_bytes()
+    # metrics.jsonl: each evaluation once, same numbers as the uninterrupted run
+    assert _rows(run_dir) == _rows(reference)
+    assert not [p for p in run_dir.rglob(".*tmp-*")], "temporary files left behind"
+
+
+def test_finished_run_trains_nothing_and_a_deleted_last_stage_retrains_only_that_stage(kit, trained_run, shard_dir,
+                                                                                     curriculum, tmp_path):
+    source, results, _ = trained_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
+    before = kit.tree_hashes(run_dir)
+
+    again, rec = kit.train_in_process(run_dir, shard_dir, curriculum)
+    assert rec.steps == [] and rec.checkpoints == []
+    assert [r.model_dump(exclude={"checkpoint"}) for r in again] == [r.model_dump(exclude={"checkpoint"}) for r in results]
+    assert kit.tree_hashes(run_dir) == before
+
+    shutil.rmtree(run_dir / "checkpoints" / "01-books")  # the whole last stage: end and in-stage checkpoints
+    retrained, rec = kit.train_in_process(run_dir, shard_dir, curriculum)
+    assert {s.stage for s in rec.steps} == {"books"} and len(rec.steps) == 12
+    assert retrained[0].checkpoint_sha256 == results[0].checkpoint_sha256
+    assert (run_dir / "final" / "model.safetensors").read_bytes() == (source / "final" / "model.safetensors").read_bytes()
+    assert _rows(run_dir) == _rows(source)
+
+
+def test_deleted_stage_end_resumes_from_the_stages_last_checkpoint(kit, trained_run, shard_dir, curriculum, tmp_path):
+    source, results, _ = trained_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "01-books" / "end")
+    _, rec = kit.train_in_process(run_dir, shard_dir, curriculum)
+    assert [(s.stage, s.stage_iter) for s in rec.steps] == [("books", 10), ("books", 11), ("books", 12)]
+    assert (run_dir / "final" / "model.safetensors").read_bytes() == (source / "final" / "model.safetensors").read_bytes()
