@@ -231,7 +231,8 @@ class Fetcher:
         except httpx.ConnectError as error:
             return _Outcome("retry", "connect-error", _describe(error))
         except httpx.TimeoutException as error:
-            return _Outcome("retry", "timeout", _describe(error))
+            # Not "timeout": that reason belongs to the extractor (a document over its time limit).
+            return _Outcome("retry", "network-timeout", _describe(error))
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as error:
             return _Outcome("retry", "connection-error", _describe(error))
         except DecodeError as error:
@@ -247,7 +248,7 @@ class Fetcher:
         if code == 304:
             if cached is None:
                 return _Outcome("failed", "http-304", "304 Not Modified to a request that was not conditional", code)
-            body = self.cache.body(cached)
+            body = await asyncio.to_thread(self.cache.body, cached)  # reads and hashes: off the loop
             if body is None:
                 return _Outcome("refetch", http_status=code)
             verdict = sniff(body[:SNIFF_BYTES], parse_content_type(cached.content_type))
@@ -295,7 +296,8 @@ class Fetcher:
             if verdict.kind is None:
                 return _Outcome("skipped", verdict.reason, verdict.detail, code)
             kind = verdict.kind
-        entry = self.cache.put(
+        entry = await asyncio.to_thread(  # fsyncs a body of up to max_pdf_bytes: off the loop
+            self.cache.put,
             url,
             bytes(body),
             content_type=response.headers.get("content-type"),
