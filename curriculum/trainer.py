@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from curriculum import resume
 from curriculum.batches import TrainWindows, eval_window_ids, windows_to_batch
 from curriculum.checkpoints import (
     END,
     Checkpoint,
     CheckpointError,
     copy_pretrained,
-    in_stage_dirs,
     load_checkpoint,
     prune_in_stage,
     read_checkpoint,
@@ -39,17 +39,14 @@ from curriculum.faults import pause_point
 from curriculum.run_dir import (
     METRICS_FILE,
     RUNTIME_FILE,
-    RunMismatchError,
     append_jsonl,
     check_run_dir,
-    describe_differences,
     fingerprint_hash,
-    mismatch_message,
     prepare_run_dir,
     rewind_metrics,
     run_fingerprint,
 )
-from curriculum.schedule import StagePlan, plan_curriculum, stage_schedule
+from curriculum.schedule import StagePlan, StageSchedule, plan_curriculum, stage_schedule
 from curriculum.stages import Curriculum
 from curriculum.train_config import TrainConfig
 from data.shards import PREPARE_HINT, Shard, read_header, read_shard
@@ -95,6 +92,17 @@ class StageResult(BaseModel):
     val_loss: float
     forgetting: dict[str, float]  # val loss on each earlier stage's val set (at that stage's block size)
     seconds: float  # training time of the stage, summed over resumed sessions
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> StageResult:
+        state = checkpoint.state
+        return cls(
+            stage=state["stage"],
+            stage_index=state["curriculum_stage_idx"],
+            checkpoint=checkpoint.path,
+            checkpoint_sha256=checkpoint.sha256,
+            **state["result"],
+        )
 
     def is_intact(self) -> bool:
         """The checkpoint exists and every file matches the checksums this result recorded."""
@@ -202,98 +210,64 @@ def train_stage(
     check_run_dir(run_dir, payload)
     plans = plan_curriculum(curriculum, train_tokens, train_cfg)
     plan = plans[stage_index]
-    folder = stage_dir(run_dir, stage_index, stage.name)
-    previous_end = _previous_end(run_dir, curriculum, stage_index, payload)
+    start = resume.previous_end(run_dir, curriculum, stage_index, payload)
 
-    finished = _finished(folder / END, data, payload, previous_end, run_dir)
+    finished = resume.finished_stage(
+        run_dir, curriculum, stage_index, payload, {"train": data.train, "val": data.val}, start
+    )
     if finished is not None:
-        log.info("stage %r is finished already (%s): nothing to train", stage.name, finished.checkpoint)
+        result = StageResult.from_checkpoint(finished)
+        log.info("stage %r is finished already (%s): nothing to train", stage.name, finished.path)
         if stage_index == n_stages - 1:
-            write_final(run_dir, finished)
-        return finished
+            write_final(run_dir, result)
+        return result
 
     shards = _open_shards(curriculum, stage_index, data, plan, expect_tokenizer)
-    if stage_index > 0 and previous_end is None:
-        prev = curriculum.stages[stage_index - 1].name
-        raise CheckpointError(
-            f"stage {stage.name!r} starts from the end checkpoint of stage {prev!r}, which is missing or damaged "
-            f"({stage_dir(run_dir, stage_index - 1, prev) / END}); train stage {prev!r} first (running the "
-            "curriculum again retrains it), or start over with --restart"
-        )
-    resume = _newest_in_stage(folder, shards, payload, previous_end, run_dir)
+    checkpoint = resume.newest_in_stage(
+        run_dir, curriculum, stage_index, payload, {key: shard.sha256 for key, shard in shards.items()}, start
+    )
 
-    # Checks done; from here on, training writes.
+    # Every check is done; from here on, training writes.
     prepare_run_dir(run_dir, payload)
     runtime = resolve_runtime(train_cfg.device, train_cfg.dtype, train_cfg.compile)
     append_jsonl(run_dir / RUNTIME_FILE, {"stage": stage.name, "started": _now(), **runtime.to_json()})
-    start_iter = resume.state["stage_iter"] if resume else 0
+    start_iter = checkpoint.state["stage_iter"] if checkpoint else 0
     rewind_metrics(run_dir, stage_index, start_iter)
-
-    torch.manual_seed(train_cfg.seed)  # the initial weights (stage 0) come from the seed
     vocab_size = int(shards["train"].meta["vocab_size"])
-    model = GPT(model_cfg, vocab_size).to(runtime.torch_device)
-    optimizer = model.configure_optimizer(
-        train_cfg.weight_decay, train_cfg.learning_rate, (train_cfg.beta1, train_cfg.beta2), runtime.torch_device.type
-    )
-    scaler = torch.amp.GradScaler(runtime.torch_device.type, enabled=runtime.dtype == "float16")
-    if resume is not None:
-        load_checkpoint(resume, model, optimizer)
-        restore_rng(resume)
-        if resume.state["scaler"]:
-            scaler.load_state_dict(resume.state["scaler"])
-        _warn_if_runtime_changed(resume, runtime)
-        progress = dict(resume.state["progress"])
-        iter_base = resume.state["iter_num"] - resume.state["stage_iter"]
-        starting_from = f"resuming at iteration {start_iter:,}/{plan.total_iters:,} ({resume.path})"
-    else:
-        if previous_end is not None:
-            load_checkpoint(previous_end, model, optimizer)
-            starting_from = f"the end of stage {previous_end.state['stage']!r} ({previous_end.path})"
-        else:
-            starting_from = f"fresh weights (seed {train_cfg.seed})"
-        # Dropout's random stream of each stage starts from the seed, wherever the previous stage ran.
-        torch.manual_seed(_stage_seed(train_cfg.seed, stage_index))
-        progress = {"loss_sum": 0.0, "loss_count": 0, "seconds": 0.0, "train_loss": math.nan}
-        iter_base = previous_end.state["iter_num"] if previous_end else 0
-
-    start = StageStart(
-        plan=plan,
-        n_stages=n_stages,
-        previous_block_size=curriculum.stages[stage_index - 1].block_size if stage_index else None,
-        batch_size=train_cfg.batch_size,
-        grad_accum=train_cfg.grad_accum,
-        schedule=stage_schedule(plans, stage_index, train_cfg).describe(),
-        start_iter=start_iter,
-        starting_from=starting_from,
-        train_path=shards["train"].path,
-    )
-    print(transition_message(start, runtime), flush=True)
-    if hooks.on_stage_start:
-        hooks.on_stage_start(start)
-
-    stage_run = _StageRun(
+    run = _StageRun(
         curriculum=curriculum,
         plan=plan,
         cfg=train_cfg,
         runtime=runtime,
         run_dir=run_dir,
-        folder=folder,
-        model=model,
-        optimizer=optimizer,
-        scaler=scaler,
         shards=shards,
         payload=payload,
         expect_tokenizer=expect_tokenizer,
-        start_weights_sha256=previous_end.weights_sha256 if previous_end else None,
+        start_weights_sha256=start.weights_sha256 if start else None,
         card=model_card(
             model_cfg, vocab_size, shards["train"].meta.get("tokenizer"), shards["train"].meta.get("eot_token"),
             stage=stage.name, curriculum=[s.name for s in curriculum.stages],
         ),
-        iter_base=iter_base,
-        progress=progress,
         hooks=hooks,
     )
-    result = stage_run.train(start_iter, stage_schedule(plans, stage_index, train_cfg))
+    starting_from = run.restore(model_cfg, vocab_size, checkpoint, start)
+    schedule = stage_schedule(plans, stage_index, train_cfg)
+    announce = StageStart(
+        plan=plan,
+        n_stages=n_stages,
+        previous_block_size=curriculum.stages[stage_index - 1].block_size if stage_index else None,
+        batch_size=train_cfg.batch_size,
+        grad_accum=train_cfg.grad_accum,
+        schedule=schedule.describe(),
+        start_iter=start_iter,
+        starting_from=starting_from,
+        train_path=shards["train"].path,
+    )
+    print(transition_message(announce, runtime), flush=True)
+    if hooks.on_stage_start:
+        hooks.on_stage_start(announce)
+
+    result = run.train(start_iter, schedule)
     if stage_index == n_stages - 1:
         write_final(run_dir, result)
     if hooks.on_stage_end:
@@ -365,21 +339,56 @@ class _StageRun:
     cfg: TrainConfig
     runtime: Runtime
     run_dir: Path
-    folder: Path
-    model: GPT
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
     shards: dict[str, Shard]
     payload: dict[str, Any]
     expect_tokenizer: dict[str, Any]
-    start_weights_sha256: str | None
-    card: dict[str, Any]
-    iter_base: int  # iterations of the run before this stage
-    progress: dict[str, Any]  # loss sums since the last eval and stage seconds: saved in checkpoints
+    start_weights_sha256: str | None  # of the previous stage's end checkpoint: the lineage of ours
+    card: dict[str, Any]  # config.json of the checkpoints
     hooks: TrainHooks
+    # set by restore():
+    model: GPT = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+    iter_base: int = field(init=False)  # iterations of the run before this stage
+    progress: dict[str, Any] = field(init=False)  # loss sums since the last eval, stage seconds: checkpointed
 
-    def train(self, start_iter: int, schedule) -> StageResult:
-        plan, cfg, device = self.plan, self.cfg, self.runtime.torch_device
+    @property
+    def folder(self) -> Path:
+        return stage_dir(self.run_dir, self.plan.stage_index, self.plan.stage)
+
+    def restore(
+        self, model_cfg: ModelConfig, vocab_size: int, checkpoint: Checkpoint | None, start: Checkpoint | None
+    ) -> str:
+        """Build model and optimizer and load the state training continues from; says where that is."""
+        cfg, device = self.cfg, self.runtime.torch_device
+        torch.manual_seed(cfg.seed)  # the initial weights of stage 0 come from the seed
+        self.model = GPT(model_cfg, vocab_size).to(device)
+        self.optimizer = self.model.configure_optimizer(
+            cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.runtime.dtype == "float16")
+        if checkpoint is not None:
+            load_checkpoint(checkpoint, self.model, self.optimizer)
+            restore_rng(checkpoint)
+            if checkpoint.state["scaler"]:
+                self.scaler.load_state_dict(checkpoint.state["scaler"])
+            resume.warn_if_runtime_changed(checkpoint, self.runtime.to_json())
+            self.progress = dict(checkpoint.state["progress"])
+            self.iter_base = checkpoint.state["iter_num"] - checkpoint.state["stage_iter"]
+            done = checkpoint.state["stage_iter"]
+            return f"resuming at iteration {done:,}/{self.plan.total_iters:,} ({checkpoint.path})"
+        # Dropout's random stream of each stage starts from the seed, wherever the previous stage ran.
+        torch.manual_seed(_stage_seed(cfg.seed, self.plan.stage_index))
+        self.progress = {"loss_sum": 0.0, "loss_count": 0, "seconds": 0.0, "train_loss": math.nan}
+        if start is None:
+            self.iter_base = 0
+            return f"fresh weights (seed {cfg.seed})"
+        load_checkpoint(start, self.model, self.optimizer)
+        self.iter_base = start.state["iter_num"]
+        return f"the end of stage {start.state['stage']!r} ({start.path})"
+
+    def train(self, start_iter: int, schedule: StageSchedule) -> StageResult:
+        plan, cfg = self.plan, self.cfg
         windows = TrainWindows(
             self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index
         )
@@ -593,107 +602,6 @@ def _open_shards(
 
 def _shard_record(shard: Shard) -> dict[str, Any]:
     return {"path": str(shard.path), "sha256": shard.sha256, "n_tokens": shard.n_tokens}
-
-
-def _check_checkpoint(checkpoint: Checkpoint, payload: dict[str, Any], run_dir: Path) -> None:
-    """RunMismatchError if the checkpoint was trained with other settings than `payload`."""
-    if checkpoint.state["fingerprint"] != fingerprint_hash(payload):
-        differences = describe_differences(checkpoint.state["fingerprint_payload"], payload)
-        raise RunMismatchError(mismatch_message(f"checkpoint {checkpoint.path}", differences, run_dir))
-
-
-def _check_shards(checkpoint: Checkpoint, current: dict[str, str], run_dir: Path) -> None:
-    """RunMismatchError if a shard the checkpoint trained on has changed since (re-prepared other data)."""
-    recorded = {key: shard["sha256"] for key, shard in checkpoint.state["shards"].items()}
-    changed = [
-        f"{key}: {recorded[key][:12]}... -> {sha[:12]}..." for key, sha in current.items()
-        if key in recorded and recorded[key] != sha
-    ]
-    if changed:
-        raise RunMismatchError(
-            f"checkpoint {checkpoint.path} was trained on other data than the shards there now (sha256 old -> new):\n"
-            + "\n".join(f"  - {line}" for line in changed)
-            + f"\nRestore the shards it was trained on, or start over with --restart (moves {run_dir} aside)."
-        )
-
-
-def _readable(path: Path, what: str) -> Checkpoint | None:
-    """The checkpoint at `path`, or None with a warning if it is damaged (silently if it does not exist)."""
-    if not path.exists():
-        return None
-    try:
-        return read_checkpoint(path)
-    except CheckpointError as error:
-        log.warning("%s is unusable, falling back to the previous good checkpoint: %s", what, error)
-        return None
-
-
-def _previous_end(run_dir: Path, curriculum: Curriculum, stage_index: int, payload: dict) -> Checkpoint | None:
-    if stage_index == 0:
-        return None
-    prev = curriculum.stages[stage_index - 1]
-    checkpoint = _readable(stage_dir(run_dir, stage_index - 1, prev.name) / END, f"the end checkpoint of {prev.name!r}")
-    if checkpoint is not None:
-        _check_checkpoint(checkpoint, payload, run_dir)
-    return checkpoint
-
-
-def _descends_from(checkpoint: Checkpoint, previous_end: Checkpoint | None) -> bool:
-    """Whether the checkpoint was trained from the previous stage's current end checkpoint (if known)."""
-    if previous_end is None or checkpoint.state["start_weights_sha256"] == previous_end.weights_sha256:
-        return True
-    log.warning(
-        "%s was trained from other weights than %s holds now (that stage was retrained); not resuming from it",
-        checkpoint.path, previous_end.path,
-    )
-    return False
-
-
-def _finished(
-    path: Path, data: StageData, payload: dict, previous_end: Checkpoint | None, run_dir: Path
-) -> StageResult | None:
-    checkpoint = _readable(path, f"the stage-end checkpoint {path}")
-    if checkpoint is None:
-        return None
-    _check_checkpoint(checkpoint, payload, run_dir)
-    # A finished stage needs no data, but if its shards are there they must be the ones it was trained on.
-    current = {key: read_header(p)["sha256"] for key, p in (("train", data.train), ("val", data.val)) if p.is_file()}
-    _check_shards(checkpoint, current, run_dir)
-    if not _descends_from(checkpoint, previous_end):
-        return None
-    state = checkpoint.state
-    return StageResult(
-        stage=state["stage"],
-        stage_index=state["curriculum_stage_idx"],
-        checkpoint=checkpoint.path,
-        checkpoint_sha256=checkpoint.sha256,
-        **state["result"],
-    )
-
-
-def _newest_in_stage(
-    folder: Path, shards: dict[str, Shard], payload: dict, previous_end: Checkpoint | None, run_dir: Path
-) -> Checkpoint | None:
-    current = {key: shard.sha256 for key, shard in shards.items()}
-    for stage_iter, path in reversed(in_stage_dirs(folder)):
-        checkpoint = _readable(path, f"checkpoint {path}")
-        if checkpoint is None:
-            continue
-        _check_checkpoint(checkpoint, payload, run_dir)
-        _check_shards(checkpoint, current, run_dir)
-        if _descends_from(checkpoint, previous_end):
-            return checkpoint
-    return None
-
-
-def _warn_if_runtime_changed(checkpoint: Checkpoint, runtime: Runtime) -> None:
-    differences = describe_differences(checkpoint.state["runtime"], runtime.to_json())
-    if differences:
-        log.warning(
-            "resuming %s with another runtime than it was written with (%s): training continues, but the result "
-            "will not be bit-identical to an uninterrupted run",
-            checkpoint.path, "; ".join(differences),
-        )
 
 
 def _stage_seed(seed: int, stage_index: int) -> int:

@@ -130,8 +130,8 @@ def test_damaged_checkpoint_falls_back_to_the_previous_good_one(kit, trained_run
     # the damaged one is kept aside for inspection, not deleted
     (aside,) = (run_copy / "checkpoints" / "01-books").glob("iter-0000009.replaced-*")
     assert kit.tree_hashes(aside) == {k.split("/", 3)[3]: v for k, v in before.items() if "iter-0000009" in k}
-    source = trained_run[0]
-    assert (run_copy / "final" / "model.safetensors").read_bytes() == (source / "final" / "model.safetensors").read_bytes()
+    final = "final/model.safetensors"
+    assert (run_copy / final).read_bytes() == (trained_run[0] / final).read_bytes()
 
 
 def test_damaged_start_checkpoint_is_a_clear_error(kit, run_copy, shard_dir, curriculum):

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from curriculum.batches import TrainWindows, eval_window_ids
 from curriculum.run_dir import read_metrics
 from curriculum.schedule import cosine_lr
