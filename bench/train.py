@@ -1,0 +1,167 @@
+"""Training throughput: the project's loop next to a plain fp32 PyTorch loop of the same model, in one run.
+
+    python bench/train.py [--iters 16] [--skip 2] [--checkpoint-interval 8] [--shard PATH]
+
+Model 6 layers, 8 heads, 256 wide (the `small` preset), block 256, batch 8. The project's loop is
+`train_stage` on a real TinyStories shard (GPT-2 BPE), with its data loading, logging, evaluation at the stage
+end, an in-stage checkpoint and the stage-end checkpoint all inside the timed span, at `train.dtype=auto`.
+The plain loop is fp32 with the same initial weights, learning rates and batches, held in memory
+before timing: no data loading at all. It runs half before and half after the project's loop, so
+a neighbour's load on a shared machine weighs on both alike. The first `--skip` iterations of each (one-time
+kernel set-up) are not timed. Prints tokens/s of both, where the project's time goes, the first losses side by
+side, and last `ratio_vs_fp32_loop=X` (project tokens/s / plain fp32 tokens/s).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# bench/tokenize.py shadows the standard library's `tokenize` while bench/ is first on sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
+
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import tiktoken  # noqa: E402
+import torch  # noqa: E402
+
+from curriculum.batches import TrainWindows  # noqa: E402
+from curriculum.schedule import plan_stage, stage_schedule  # noqa: E402
+from curriculum.stages import Curriculum, CurriculumStage  # noqa: E402
+from curriculum.train_config import TrainConfig  # noqa: E402
+from curriculum.trainer import StageData, TrainHooks, train_stage  # noqa: E402
+from data.shards import ShardWriter, read_shard  # noqa: E402
+from model.config import ModelConfig  # noqa: E402
+from model.gpt import GPT  # noqa: E402
+
+MIRROR = ROOT.parent / "shared" / "hub" / "roneneldan" / "TinyStories" / "data"
+BLOCK, BATCH = 256, 8
+EXPECT = {"tokenizer": "r50k_base", "vocab_size": 50257}
+
+
+def write_tinystories_shard(path: Path, n_tokens: int) -> None:
+    encoding = tiktoken.get_encoding("r50k_base")
+    ids: list[int] = []
+    for text in pq.read_table(next(MIRROR.glob("train-*.parquet")), columns=["text"]).column("text").to_pylist():
+        ids.extend(encoding.encode_ordinary(text) + [encoding.eot_token])
+        if len(ids) >= n_tokens:
+            break
+    with ShardWriter(path, vocab_size=encoding.n_vocab) as writer:
+        writer.write(np.array(ids[:n_tokens], dtype=np.uint16))
+        writer.commit(tokenizer="r50k_base", eot_token=encoding.eot_token)
+
+
+class PlainLoop:
+    """nanoGPT's loop at its simplest: fp32, batches already in memory, nothing else."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, batches: list[torch.Tensor], lrs: list[float]):
+        torch.manual_seed(cfg.seed)  # the project's trainer seeds the same way: same initial weights
+        self.model = GPT(model_cfg, EXPECT["vocab_size"])
+        self.optimizer = self.model.configure_optimizer(cfg.weight_decay, cfg.learning_rate,
+                                                        (cfg.beta1, cfg.beta2), "cpu")
+        self.cfg, self.batches, self.lrs = cfg, batches, lrs
+        self.it, self.losses, self.seconds = 0, [], []
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lrs[self.it]
+            xy = self.batches[self.it]
+            _, loss = self.model(xy[:, :-1], xy[:, 1:])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.losses.append(loss.item())
+            self.seconds.append(time.perf_counter() - t0)
+            self.it += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iters", type=int, default=16, help="iterations of each loop")
+    parser.add_argument("--skip", type=int, default=2, help="first iterations left out of the timing")
+    parser.add_argument("--checkpoint-interval", type=int, default=None, help="default: iters // 2")
+    parser.add_argument("--shard", type=Path, help="a prepared train shard (default: built from TinyStories)")
+    parser.add_argument("--show-losses", type=int, default=8, help="first losses printed side by side")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    shard = args.shard or work / "train_bench_pretrain.bin"
+    if args.shard is None:
+        write_tinystories_shard(shard, (args.iters + 1) * BATCH * BLOCK + 1)
+    val = work / "val_bench_pretrain.bin"
+    tokens = read_shard(shard, expect=EXPECT).tokens
+    with ShardWriter(val, vocab_size=EXPECT["vocab_size"]) as writer:  # evaluation reads 2 batches of it
+        writer.write(np.asarray(tokens[: 2 * BATCH * BLOCK + 1]))
+        writer.commit(tokenizer="r50k_base", eot_token=50256)
+
+    curriculum = Curriculum(stages=[CurriculumStage(name="bench", dataset_key="roneneldan/TinyStories",
+                                                    block_size=BLOCK, n_epochs=1)])
+    model_cfg = ModelConfig(preset="small", block_size=BLOCK)
+    cfg = TrainConfig(batch_size=BATCH, max_iters=args.iters, eval_iters=2, eval_interval=10**6,
+                      checkpoint_interval=args.checkpoint_interval or max(args.iters // 2, 1), device="cpu")
+    plan = plan_stage(curriculum, 0, tokens.size, cfg)
+    schedule = stage_schedule([plan], 0, cfg)
+    windows = TrainWindows(tokens, BLOCK, BATCH, 1, cfg.seed, 0)
+    batches = [torch.from_numpy(np.stack([tokens[i * BLOCK : i * BLOCK + BLOCK + 1]
+                                          for i in windows.window_ids(it, 0)]).astype(np.int64))
+               for it in range(args.iters)]
+    plain = PlainLoop(model_cfg, cfg, batches, [schedule.lr(it) for it in range(args.iters)])
+    first_half = args.iters // 2
+    print(f"plain fp32 loop: {first_half} iterations ...", flush=True)
+    plain.run(first_half)
+
+    steps, marks = [], {}
+    hooks = TrainHooks(
+        on_step=lambda s: (steps.append(s), marks.setdefault("timed_from", time.perf_counter())
+                           if s.stage_iter == args.skip else None),
+        on_stage_end=lambda r: marks.setdefault("end", time.perf_counter()),
+        on_checkpoint=lambda c: print(f"  checkpoint {c.kind} at iteration {c.stage_iter}", flush=True),
+    )
+    started = time.perf_counter()
+    result = train_stage(curriculum, 0, StageData(train=shard, val=val), model_cfg, cfg, work / "run",
+                         train_tokens={"bench": int(tokens.size)}, expect_tokenizer=EXPECT, hooks=hooks)
+    total = marks["end"] - started
+    print(f"plain fp32 loop: {args.iters - first_half} more iterations ...", flush=True)
+    plain.run(args.iters - first_half)
+
+    timed = steps[args.skip :]
+    project_tps = len(timed) * plan.tokens_per_iter / (marks["end"] - marks["timed_from"])
+    step_seconds = sum(s.step_seconds for s in timed)
+    data_seconds = sum(s.data_seconds for s in timed)
+    other = (marks["end"] - marks["timed_from"]) - step_seconds
+    plain_tps = (args.iters - args.skip) * plan.tokens_per_iter / sum(plain.seconds[args.skip :])
+    dtype = json.loads((work / "run" / "runtime.jsonl").read_text().splitlines()[0])["dtype"]
+    print()
+    print(f"model: small preset (6 layers, 8 heads, 256 wide), block {BLOCK}, batch {BATCH}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"project loop: dtype {dtype}, {args.iters} iterations ({args.skip} untimed), "
+          f"{project_tps:,.0f} tokens/s including evaluation and checkpoints ({total:.1f} s in train_stage)")
+    print(f"  training steps {step_seconds:.1f} s, of which data loading {data_seconds * 1e3:.1f} ms "
+          f"({100 * data_seconds / step_seconds:.2f} % of step time); evaluation + checkpoints + logging "
+          f"{other:.1f} s")
+    print(f"plain fp32 loop: {plain_tps:,.0f} tokens/s (in-memory batches)")
+    print(f"first losses (iteration: project {dtype} | plain fp32):")
+    for i in range(min(args.show_losses, args.iters)):
+        ours, theirs = steps[i].loss, plain.losses[i]
+        print(f"  {i + 1:3d}: {ours:.4f} | {theirs:.4f}  (diff {ours - theirs:+.4f})")
+    print(f"final project train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}")
+    print(f"ratio_vs_fp32_loop={project_tps / plain_tps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
