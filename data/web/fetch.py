@@ -123,7 +123,6 @@ class Fetcher:
 
     async def fetch(self, url: str) -> FetchResult:
         """Never raises for anything a server or the network does; the result says what happened."""
-        loop = asyncio.get_running_loop()
         state = {"start": None, "attempts": 0}
         seen = [url]
         current = url
@@ -185,6 +184,8 @@ class Fetcher:
         attempt = 0
         while True:
             async with origin.gate.slot():
+                if origin.blocked is not None:  # the host told another URL to go away while we queued
+                    return _Outcome(*origin.blocked)
                 assert self._global is not None
                 async with self._global:
                     if state["start"] is None:
@@ -213,6 +214,11 @@ class Fetcher:
             if attempt >= c.retries:
                 return _Outcome("failed", outcome.reason, f"{outcome.detail} (after {attempt + 1} attempts)",
                                 outcome.http_status)
+            deadline = budget.when()
+            if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
+                # Say what went wrong, not just that the clock ran out while waiting to retry it.
+                detail = f"{outcome.detail} (after {attempt + 1} attempts; a retry would pass url_deadline)"
+                return _Outcome("failed", outcome.reason, detail, outcome.http_status)
             attempt += 1
             await asyncio.sleep(wait)
 
