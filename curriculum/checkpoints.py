@@ -82,9 +82,9 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     card: dict[str, Any],
-) -> str:
-    """Write a checkpoint folder at `path` atomically; returns its checksum. An existing folder at `path`
-    (one that resume skipped as damaged or stale) is moved aside to `<name>.replaced-<time>`, not deleted."""
+) -> Checkpoint:
+    """Write a checkpoint folder at `path` atomically and return it. An existing folder at `path` (one that
+    resume skipped as damaged or stale) is moved aside to `<name>.replaced-<time>`, not deleted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(path)
     tmp = tmp_path_for(path)
@@ -92,7 +92,8 @@ def save_checkpoint(
     save_weights(model, tmp / WEIGHTS_FILE)
     save_file(optimizer_tensors(model, optimizer) | rng_tensors(), str(tmp / OPTIMIZER_FILE))
     _write_json(tmp / CONFIG_FILE, card)
-    _write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, **state})
+    state = {"format_version": FORMAT_VERSION, **state}
+    _write_json(tmp / STATE_FILE, state)
     files = {}
     for name in (WEIGHTS_FILE, OPTIMIZER_FILE, CONFIG_FILE, STATE_FILE):
         fsync_file(tmp / name)
@@ -108,7 +109,7 @@ def save_checkpoint(
         log.warning("moved the checkpoint that resume skipped, %s, aside to %s", path, aside)
     os.replace(tmp, path)
     fsync_dir(path.parent)
-    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+    return Checkpoint(path=path, sha256=hashlib.sha256(manifest.encode("utf-8")).hexdigest(), state=state, files=files)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -182,3 +182,16 @@ def rewind_metrics(run_dir: Path, stage_index: int, stage_iter: int) -> int:
     # Rewritten even when nothing is dropped: that also removes a torn last line.
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in kept))
     return len(rows) - len(kept)
+
+
+def restore_stage_metrics(run_dir: Path, stage_index: int, rows: list[dict[str, Any]]) -> bool:
+    """Put a finished stage's rows (kept in its end checkpoint) back into metrics.jsonl if they are missing
+    there, e.g. after an earlier stage was retrained or the file was deleted; True if it wrote."""
+    path = Path(run_dir) / METRICS_FILE
+    current = read_jsonl(path)
+    if [row["stage_iter"] for row in current if row["stage_index"] == stage_index] == [r["stage_iter"] for r in rows]:
+        return False
+    merged = [row for row in current if row["stage_index"] != stage_index] + rows
+    merged.sort(key=lambda row: (row["stage_index"], row["stage_iter"]))
+    atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in merged))
+    return True

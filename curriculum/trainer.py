@@ -43,6 +43,8 @@ from curriculum.run_dir import (
     check_run_dir,
     fingerprint_hash,
     prepare_run_dir,
+    read_metrics,
+    restore_stage_metrics,
     rewind_metrics,
     run_fingerprint,
 )
@@ -155,7 +157,8 @@ class CheckpointInfo:
 
 @dataclass(frozen=True)
 class TrainHooks:
-    """Optional callbacks, e.g. for progress bars, a workflow logger or UI artifacts."""
+    """Optional callbacks, e.g. for progress bars, a workflow logger or UI artifacts. None of them is called
+    for a stage that was finished already (train_stage returns its result without training)."""
 
     on_stage_start: Callable[[StageStart], None] | None = None
     on_step: Callable[[StepInfo], None] | None = None
@@ -200,7 +203,7 @@ def train_stage(
     stage, `<run_dir>/final/` holds the final weights and config.json.
     """
     hooks = hooks or TrainHooks()
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # results name their checkpoint wherever the caller's cwd is
     n_stages = len(curriculum.stages)
     if not 0 <= stage_index < n_stages:
         raise IndexError(f"stage_index={stage_index} is out of range: the curriculum has stages 0..{n_stages - 1}")
@@ -216,11 +219,11 @@ def train_stage(
         run_dir, curriculum, stage_index, payload, {"train": data.train, "val": data.val}, start
     )
     if finished is not None:
-        result = StageResult.from_checkpoint(finished)
         log.info("stage %r is finished already (%s): nothing to train", stage.name, finished.path)
+        restore_stage_metrics(run_dir, stage_index, finished.state["metrics"])
         if stage_index == n_stages - 1:
-            write_final(run_dir, result)
-        return result
+            copy_pretrained(finished, run_dir / FINAL_DIR)
+        return StageResult.from_checkpoint(finished)
 
     shards = _open_shards(curriculum, stage_index, data, plan, expect_tokenizer)
     checkpoint = resume.newest_in_stage(
@@ -267,18 +270,20 @@ def train_stage(
     if hooks.on_stage_start:
         hooks.on_stage_start(announce)
 
-    result = run.train(start_iter, schedule)
+    end = run.train(start_iter, schedule)
     if stage_index == n_stages - 1:
-        write_final(run_dir, result)
+        copy_pretrained(end, run_dir / FINAL_DIR)
+    result = StageResult.from_checkpoint(end)
     if hooks.on_stage_end:
         hooks.on_stage_end(result)
     return result
 
 
 def write_final(run_dir: str | Path, result: StageResult) -> Path:
-    """Copy the last stage's weights and config.json to `<run_dir>/final/` (unless already there); returns it.
+    """Copy a stage's weights and config.json to `<run_dir>/final/` (unless already there); returns the folder.
 
-    train_stage calls this after the last stage; call it yourself only to restore a deleted final/."""
+    train_stage does this after the last stage, also when that stage was finished already; call it yourself
+    only to publish another stage's weights there."""
     checkpoint = read_checkpoint(result.checkpoint, expect_sha256=result.checkpoint_sha256)
     folder = Path(run_dir) / FINAL_DIR
     copy_pretrained(checkpoint, folder)
@@ -387,7 +392,8 @@ class _StageRun:
         self.iter_base = start.state["iter_num"]
         return f"the end of stage {start.state['stage']!r} ({start.path})"
 
-    def train(self, start_iter: int, schedule: StageSchedule) -> StageResult:
+    def train(self, start_iter: int, schedule: StageSchedule) -> Checkpoint:
+        """Iterations start_iter+1 .. total_iters, evaluations, checkpoints; returns the stage-end checkpoint."""
         plan, cfg = self.plan, self.cfg
         windows = TrainWindows(
             self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index
@@ -443,11 +449,9 @@ class _StageRun:
             "forgetting": row["forgetting"],
             "seconds": self.progress["seconds"],
         }
-        path = self.folder / END
-        sha = self.checkpoint(path, "stage-end", done, windows, result=result)
-        return StageResult(
-            stage=plan.stage, stage_index=plan.stage_index, checkpoint=path, checkpoint_sha256=sha, **result
-        )
+        # The stage's evaluations travel with its end checkpoint, so metrics.jsonl can be repaired from it.
+        rows = [row for row in read_metrics(self.run_dir) if row["stage_index"] == plan.stage_index]
+        return self.checkpoint(self.folder / END, "stage-end", done, windows, result=result, metrics=rows)
 
     def evaluate(self, net: torch.nn.Module, done: int, lr: float, tokens_per_s: float, forgetting: bool = False):
         plan, cfg = self.plan, self.cfg
@@ -486,8 +490,10 @@ class _StageRun:
         return row
 
     def checkpoint(
-        self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None
-    ) -> str:
+        self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None,
+        metrics: list[dict] | None = None,
+    ) -> Checkpoint:
+        # Under DDP only rank 0 will write (the others wait at a barrier): the state is the same on every rank.
         plan = self.plan
         position = windows.position(done)
         state = {
@@ -505,18 +511,19 @@ class _StageRun:
             "shards": {key: _shard_record(shard) for key, shard in self.shards.items()},
             "tokenizer": self.expect_tokenizer,
             "runtime": self.runtime.to_json(),
-            "progress": self.progress,
+            "progress": dict(self.progress),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "result": result,
+            "metrics": metrics,
             "written_at": _now(),
         }
-        sha = save_checkpoint(path, self.model, self.optimizer, state, self.card)
+        checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
         log.info("checkpoint %s (stage %s, iteration %d)", path, plan.stage, done)
         if self.hooks.on_checkpoint:
             self.hooks.on_checkpoint(
-                CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, sha)
+                CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, checkpoint.sha256)
             )
-        return sha
+        return checkpoint
 
 
 def train_step(

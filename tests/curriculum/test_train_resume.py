@@ -28,35 +28,38 @@ def reference(kit, tmp_path_factory, shard_dir, curriculum):
     return run_dir
 
 
-@pytest.mark.parametrize(
-    "pause_at",
-    [
-        "step:0:5",  # mid-epoch, two iterations after the last checkpoint (3)
-        "step:1:1",  # right after the transition to stage 2 (block 16 -> 32), before its first checkpoint
-        "checkpoint-write:1:6",  # inside a checkpoint write: files written, folder not yet renamed into place
-        "checkpoint-write:0:10",  # inside the stage-end checkpoint write of stage 1
-    ],
-)
-def test_killed_run_resumes_to_bit_identical_weights(kit, reference, shard_dir, curriculum, tmp_path, pause_at):
+# Where the run is killed, in order, and what the next run must say about where it resumes. One chain of
+# kills (each run resumes the previous one's leftovers) keeps this to five short subprocesses.
+KILLS = [
+    # mid-epoch, two iterations after the checkpoint at 3: at most one checkpoint interval is lost
+    ("step:0:5", "resuming at iteration 3/10"),
+    # inside the stage-end checkpoint write of stage 1: files written, folder not yet renamed into place
+    ("checkpoint-write:0:10", "resuming at iteration 9/10"),
+    # right after the transition to stage 2 (block 16 -> 32), before its first checkpoint
+    ("step:1:1", "Starting from: the end of stage 'warmup'"),
+    # inside an in-stage checkpoint write of stage 2
+    ("checkpoint-write:1:6", "resuming at iteration 3/12"),
+]
+
+
+def test_killed_run_resumes_to_bit_identical_weights(kit, reference, shard_dir, curriculum, tmp_path):
     run_dir, paused = tmp_path / "run", tmp_path / "paused"
-    proc = kit.spawn_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN,
-                              pause_at=pause_at, paused_file=paused)
-    kit.kill_when_paused(proc, paused)
-    assert not (run_dir / "final").exists()
+    expected_next = None
+    for pause_at, says_next in KILLS:
+        proc = kit.spawn_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN,
+                                  pause_at=pause_at, paused_file=paused)
+        out = kit.kill_when_paused(proc, paused)
+        paused.unlink()
+        if expected_next:
+            assert expected_next in out, out
+        expected_next = says_next
+        assert not (run_dir / "final").exists()
 
     out = kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN)
-    point, stage, stage_iter = pause_at.split(":")
-    # at most one checkpoint interval (3 iterations) of work is lost
-    if (point, stage, stage_iter) == ("step", "0", "5"):
-        assert "resuming at iteration 3/10" in out
-    if (point, stage, stage_iter) == ("checkpoint-write", "1", "6"):
-        assert "resuming at iteration 3/12" in out
-    if stage == "1":
-        assert "stage 'warmup' is finished already" in out
+    assert expected_next in out and "stage 'warmup' is finished already" in out
     assert _final_weights(run_dir) == _final_weights(reference)
-    assert (run_dir / "checkpoints" / "01-books" / "end" / "optimizer.safetensors").read_bytes() == (
-        reference / "checkpoints" / "01-books" / "end" / "optimizer.safetensors"
-    ).read_bytes()
+    end = "checkpoints/01-books/end/optimizer.safetensors"
+    assert (run_dir / end).read_bytes() == (reference / end).read_bytes()
     # metrics.jsonl: each evaluation once, same numbers as the uninterrupted run
     assert _rows(run_dir) == _rows(reference)
     assert not [p for p in run_dir.rglob(".*tmp-*")], "temporary files left behind"
@@ -93,3 +96,14 @@ def test_deleted_stage_end_resumes_from_the_stages_last_checkpoint(kit, trained_
     _, rec = kit.train_in_process(run_dir, shard_dir, curriculum)
     assert [(s.stage, s.stage_iter) for s in rec.steps] == [("books", 10), ("books", 11), ("books", 12)]
     assert _final_weights(run_dir) == _final_weights(source)
+
+
+def test_metrics_of_finished_stages_are_restored_from_their_checkpoints(kit, trained_run, shard_dir, curriculum,
+                                                                        tmp_path):
+    source, _, _ = trained_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(source, run_dir)
+    (run_dir / "metrics.jsonl").unlink()
+    _, rec = kit.train_in_process(run_dir, shard_dir, curriculum)
+    assert rec.steps == []
+    assert read_metrics(run_dir) == read_metrics(source)
