@@ -57,7 +57,8 @@ _BLOCKS = frozenset(
 # Always one paragraph, whatever they hold.
 _PARAGRAPHS = frozenset({"p", "pre", "td"})
 # One paragraph when they hold no block; otherwise their own loose text is one.
-_CONTAINERS = frozenset({"div", "section", "article", "main", "li", "blockquote", "span", "font", "center", "dd"})
+# Only blocks: a block inside another makes the outer one hold a block, so a run of text is scored once.
+_CONTAINERS = frozenset({"div", "section", "article", "main", "li", "blockquote", "center", "dd"})
 _TAG_SCORE = {
     "div": 5, "article": 5, "main": 5, "section": 3, "pre": 3, "td": 3, "blockquote": 3,
     "address": -3, "ol": -3, "ul": -3, "dl": -3, "dd": -3, "dt": -3, "li": -3, "form": -3,
@@ -230,7 +231,9 @@ class _Extraction:
                 self.pruned = True
         # Innermost first, so a container is judged on what is left inside it.
         for node in reversed(article.css("form, fieldset, table, ul, ol, div, section, aside, header")):
-            if node.parent is not None and node.mem_id != article.mem_id and self._is_boilerplate(node):
+            if node.parent is None or node.mem_id == article.mem_id or _is_wrapper(node) and self.weight(node) >= 0:
+                continue
+            if self._is_boilerplate(node):
                 node.decompose()
                 self.pruned = True
 
@@ -340,18 +343,35 @@ def _paragraphs(body: LexborNode):
 def _inline_only(node: LexborNode) -> int:
     """-1 when the node holds a block element, else the number of double <br> inside it."""
     breaks = 0
-    for child in node.iter():
-        tag = child.tag
-        if tag in _BLOCKS:
-            return -1
-        if tag == "br":
-            breaks += _double_br(child)
-        elif child.first_child is not None:
-            inner = _inline_only(child)
-            if inner < 0:
+    pending = [node]  # a stack, not recursion: hostile pages nest inline tags thousands deep
+    while pending:
+        for child in pending.pop().iter():
+            tag = child.tag
+            if tag in _BLOCKS:
                 return -1
-            breaks += inner
+            if tag == "br":
+                breaks += _double_br(child)
+            elif child.first_child is not None:
+                pending.append(child)
     return breaks
+
+
+def _is_wrapper(node: LexborNode) -> bool:
+    """A div or section around a single element and no text of its own: it reads as that element, which was
+    judged already. Skipping wrappers also keeps a page of nested divs from costing depth squared."""
+    if node.tag not in ("div", "section"):
+        return False
+    child = node.first_child
+    elements = 0
+    while child is not None:
+        if child.is_element_node:
+            elements += 1
+            if elements > 1:
+                return False
+        elif child.is_text_node and child.text_content.strip():
+            return False
+        child = child.next
+    return elements == 1
 
 
 def _double_br(br: LexborNode) -> bool:
