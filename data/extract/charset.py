@@ -96,10 +96,10 @@ def _decode(body: bytes, charset: str | None) -> tuple[str, bool]:
         if text is not None:
             return text, True
 
-    for declared in (codec_for(charset), meta_charset(body)):
-        # Without a BOM a UTF-16/32 label is a mistake: the page is ASCII-compatible or we could not have read
-        # its <meta>. Browsers do the same.
-        if declared and not declared.startswith(("utf-16", "utf-32")):
+    for declared, in_header in ((codec_for(charset), True), (meta_charset(body), False)):
+        # A UTF-16/32 label in a <meta> is a mistake: we could not have read the tag if it were true. Browsers
+        # ignore it too; in the HTTP header it can be right.
+        if declared and (in_header or not declared.startswith(("utf-16", "utf-32"))):
             try:
                 text = body.decode(declared)
             except UnicodeDecodeError:
