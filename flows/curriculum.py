@@ -29,7 +29,10 @@ from curriculum.prepare import ShardsRecord  # noqa: E402
 from curriculum.stages import CurriculumStage  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from tasks.cached import run_cached  # noqa: E402
+from curriculum.run_dir import prepare_run_dir, run_fingerprint  # noqa: E402
+from curriculum.trainer import StageResult, resolve_model_config  # noqa: E402
 from tasks.prepare import fetch, shard, tokenize  # noqa: E402
+from tasks.train import train  # noqa: E402
 
 CurriculumType = Literal["simple", "default"]
 
@@ -62,8 +65,39 @@ def curriculum(
     """Curriculum pretraining: `type` picks a preset, `config_path` a YAML curriculum instead;
     `overrides` maps dotted keys (e.g. {"train.max_iters": 20}) to values."""
     config = load_run_config(type=type, config_path=config_path, overrides=overrides or {})
-    shards = {stage.name: prepare_stage(i, config) for i, stage in enumerate(config.stages)}
-    return {"name": config.name, "shards": {name: record.model_dump(mode="json") for name, record in shards.items()}}
+    resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
+    shards = [prepare_stage(i, config) for i in range(len(config.stages))]
+    summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
+    if prepare_only:
+        return summary
+    run_dir = config.out_dir.resolve()
+    if not resume and not restart and (run_dir / "checkpoints").is_dir():
+        raise FileExistsError(
+            f"run folder {run_dir} holds checkpoints of an earlier run and resume=False; resume it (the default), "
+            "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
+        )
+    prepare_run_dir(run_dir, run_fingerprint(config.curriculum, config.model, config.train), restart=restart)
+    results = train_stages(config, shards, run_dir)
+    summary["stages"] = [r.model_dump(mode="json") for r in results]
+    summary["final"] = str(run_dir / "final")
+    print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / 'final' / 'model.safetensors'}")
+    return summary
+
+
+def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> list[StageResult]:
+    """One train task per stage, each after its shards and the previous stage's result."""
+    results: list[StageResult] = []
+    for index, stage in enumerate(config.stages):
+        result, cached = run_cached(
+            train, run_dir, stage_name=stage.name, curriculum=config.curriculum, stage_index=index,
+            shards=shards, model=config.model, train=config.train, run_dir=run_dir,
+            previous=results[-1] if results else None,
+        )
+        if cached:
+            print(f"[Stage {index + 1}/{len(config.stages)}] {stage.name}: finished earlier (cached), "
+                  f"val loss {result.val_loss:.4f}")
+        results.append(result)
+    return results
 
 
 if __name__ == "__main__":

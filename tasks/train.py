@@ -1,0 +1,68 @@
+"""The per-stage train task: a thin wrapper over curriculum.trainer.train_stage, cached on content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from curriculum.prepare import ShardsRecord
+from curriculum.progress import TerminalProgress
+from curriculum.run_dir import run_fingerprint
+from curriculum.stages import Curriculum
+from curriculum.train_config import TrainConfig
+from curriculum.trainer import StageData, StageResult, TrainHooks, train_stage
+from model.config import ModelConfig
+from tasks.caching import keyed_by
+
+TRAIN_CODE = ("curriculum.trainer", "curriculum.batches", "curriculum.schedule", "curriculum.checkpoints",
+              "model.gpt")
+
+
+def _train_identity(parameters: dict[str, Any]) -> Any:
+    """Stage settings, model and training settings, every shard's checksum, the previous checkpoint's."""
+    shards: list[ShardsRecord] = parameters["shards"]
+    previous: StageResult | None = parameters["previous"]
+    return [
+        run_fingerprint(parameters["curriculum"], parameters["model"], parameters["train"]),
+        parameters["stage_index"],
+        [(s.stage, s.train_sha256, s.val_sha256) for s in shards],
+        previous.checkpoint_sha256 if previous else None,
+    ]
+
+
+@task(
+    name="train",
+    task_run_name="train-{stage_name}",
+    cache_key_fn=keyed_by(_train_identity, *TRAIN_CODE),
+    persist_result=True,
+    result_serializer="json",
+)
+def train(
+    stage_name: str,
+    curriculum: Curriculum,
+    stage_index: int,
+    shards: list[ShardsRecord],
+    model: ModelConfig,
+    train: TrainConfig,
+    run_dir: Path,
+    previous: StageResult | None,
+) -> StageResult:
+    """Train one stage; `previous` (the earlier stage's result) only orders the tasks and keys the cache:
+    the trainer finds the earlier stage's end checkpoint in the run folder itself."""
+    bar = TerminalProgress()
+    hooks = TrainHooks(on_stage_start=bar.on_stage_start, on_step=bar.on_step, on_eval=bar.on_eval,
+                       on_stage_end=bar.on_stage_end)
+    mine = shards[stage_index]
+    data = StageData(train=mine.train_path, val=mine.val_path,
+                     earlier_val={s.stage: s.val_path for s in shards[:stage_index]})
+    try:
+        return train_stage(
+            curriculum, stage_index, data, model, train, run_dir,
+            train_tokens={s.stage: s.train_tokens for s in shards},
+            expect_tokenizer={"tokenizer": mine.tokenizer, "vocab_size": mine.vocab_size},
+            hooks=hooks,
+        )
+    finally:
+        bar.close()
