@@ -103,26 +103,31 @@ def _lines(page_text: str) -> list[str]:
 
 
 def _without_running_heads(pages: list[list[str]]) -> list[str]:
-    """All lines, page after page, less page numbers and the lines repeated at the top or bottom of most pages."""
+    """All lines, page after page, less page numbers and running heads and feet.
+
+    A running head is a line at the top or bottom of its page that recurs, digits aside, at the edge of most
+    pages (anywhere on a page, once known: content-stream order may put it after the footnotes), or of at least
+    three pages when it carries a page number (a chapter's head lasts a few pages).
+    """
     edges = [_edge_positions(lines) for lines in pages]
     seen = Counter()
     for lines, positions in zip(pages, edges):
         seen.update({_running_key(lines[i]) for i in positions} - {""})
-    threshold = max(_MIN_RUNNING_PAGES, _RUNNING_SHARE * len(pages))
+    everywhere = max(_MIN_RUNNING_PAGES, _RUNNING_SHARE * len(pages))
     out = []
     for lines, positions in zip(pages, edges):
         for i, line in enumerate(lines):
-            if i in positions and (_PAGE_NUMBER.match(line) or _is_running_head(line, seen, threshold)):
+            key = _running_key(line)
+            pages_seen = seen[key] if key else 0
+            if pages_seen >= everywhere:
+                continue
+            if i in positions and (
+                _PAGE_NUMBER.match(line) or pages_seen >= _MIN_RUNNING_PAGES and _NUMBERED_HEAD.search(line)
+            ):
                 continue
             out.append(line)
         out.append("")  # a page ends a line, never a word; the paragraph joiner decides the rest
     return out
-
-
-def _is_running_head(line: str, seen: Counter, threshold: float) -> bool:
-    key = _running_key(line)
-    pages = seen[key] if key else 0
-    return pages >= threshold or pages >= _MIN_RUNNING_PAGES and bool(_NUMBERED_HEAD.search(line))
 
 
 def _edge_positions(lines: list[str]) -> set[int]:
