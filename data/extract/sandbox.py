@@ -150,19 +150,30 @@ class _Worker:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def extract(self, request: dict, body: bytes, timeout: float) -> Extracted:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()  # before the clock starts: a worker's start-up is not the document's time
-        started = time.monotonic()
         header = json.dumps(request).encode()
+        for attempt in (1, 2):
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()  # before the clock starts: a worker's start-up is not the document's time
+            started = time.monotonic()
+            deadline = started + timeout
+            try:
+                _send(self.proc.stdin, header, body)
+                _receive(self.proc.stdout, deadline)  # the receipt: from here on the document is the worker's
+                break
+            except TimeoutError:
+                return self._timed_out(timeout, started)
+            except (OSError, EOFError, ValueError) as e:
+                # Died before taking the document (killed while idle, say): not the document's fault, so a
+                # fresh worker gets it once more.
+                if attempt == 2:
+                    return Extracted(None, WORKER_CRASH, self._death_notice(e), time.monotonic() - started)
+                self._kill()
         try:
-            self._send_or_restart(header, body)
-            answer = _receive(self.proc.stdout, deadline=started + timeout)
+            answer = _receive(self.proc.stdout, deadline)
         except TimeoutError:
-            self._kill()
-            return Extracted(None, TIMEOUT, f"over the {timeout:g} s limit; worker killed", time.monotonic() - started)
-        except (OSError, EOFError, ValueError) as e:  # the pipe broke or closed: the worker died mid-document
-            detail = self._death_notice(e)
-            return Extracted(None, WORKER_CRASH, detail, time.monotonic() - started)
+            return self._timed_out(timeout, started)
+        except (OSError, EOFError, ValueError) as e:  # the pipe closed: the worker died on this document
+            return Extracted(None, WORKER_CRASH, self._death_notice(e), time.monotonic() - started)
         elapsed = time.monotonic() - started
         if answer.get("reason") == MEMORY:
             self._kill()  # a C library that met a failed malloc may be left in any state: start afresh
@@ -173,16 +184,9 @@ class _Worker:
             raise RuntimeError(f"worker answered an unknown reason {reason!r}: a bug in data.extract.worker")
         return Extracted(None, reason, answer.get("detail", ""), elapsed)
 
-    def _send_or_restart(self, header: bytes, body: bytes) -> None:
-        """Hand over a request; a worker that died while idle (killed from outside) is replaced once, so the
-        document is not blamed for it."""
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        try:
-            _send(self.proc.stdin, header, body)
-        except BrokenPipeError:
-            self._start()
-            _send(self.proc.stdin, header, body)
+    def _timed_out(self, timeout: float, started: float) -> Extracted:
+        self._kill()
+        return Extracted(None, TIMEOUT, f"over the {timeout:g} s limit; worker killed", time.monotonic() - started)
 
     def _start(self) -> None:
         self._kill()

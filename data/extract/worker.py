@@ -47,7 +47,9 @@ def main() -> None:
     while True:
         try:
             request = json.loads(_read_frame(requests))
-            answer = _handle(request, _read_frame(requests))
+            body = _read_frame(requests)
+            _send(answers, b'{"received": true}')
+            answer = _handle(request, body)
         except EOFError:
             return  # the pool closed our input: done
         except MemoryError:
