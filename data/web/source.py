@@ -1,0 +1,237 @@
+"""The `custom-scrape` source: fetched pages and PDFs, plus saved ones under `paths:`, as documents.
+
+Documents come in a fixed order, the URL list's and then the saved files' (sorted), whatever order
+fetches finish in. Extraction runs in a killable worker (data.extract.sandbox) so one hostile file can
+neither crash nor hang the stage. Every input ends as one row of the crawl report; every input left out
+also goes to the SkipReport with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from data.documents import Document, SkipReport
+from data.extract.sandbox import ExtractionPool
+from data.web.cache import ResponseCache
+from data.web.config import ScrapeConfig
+from data.web.crawl import BackgroundCrawl
+from data.web.decode import BoundedDecoder, DecodeError
+from data.web.fetch import FetchResult
+from data.web.report import CrawlReport, CrawlRow, reason_counts
+from data.web.sniff import SNIFF_BYTES, ContentType, sniff
+from data.web.urls import BadLine, LocalFile, ScrapeError, expand_paths, load_url_list
+
+log = logging.getLogger(__name__)
+
+LOCAL_TYPES = {"html": "text/html", "pdf": "application/pdf", None: ""}
+# Reasons that mean "the network did not let us", as opposed to "the site or the page said no".
+NETWORK_REASONS = {"host-unreachable", "connect-error", "network-timeout", "connection-error", "deadline"}
+
+
+class WebReader:
+    """Reads a custom-scrape stage; the URL list and paths are checked at construction (a missing
+    `urls_file` fails here), fetching and extraction happen while `documents()` is iterated."""
+
+    def __init__(
+        self,
+        urls: Sequence[str] = (),
+        urls_file: str | Path | None = None,
+        paths: Sequence[str | Path] = (),
+        *,
+        config: ScrapeConfig,
+        cache_dir: str | Path,
+        report_path: str | Path,
+    ):
+        self.config = config
+        self.cache_dir = Path(cache_dir)
+        self.report_path = Path(report_path)
+        self.url_list = load_url_list(urls, urls_file)
+        self.files, bad_paths = expand_paths(paths)
+        self.bad: list[BadLine] = [*self.url_list.bad, *bad_paths]
+        self.paths = [str(p) for p in paths]
+
+    def fingerprint(self) -> str | None:
+        return None  # only fetching can tell whether the web changed
+
+    def documents(self, report: SkipReport) -> Iterator[Document]:
+        rows: list[CrawlRow] = []
+        for bad in self.bad:
+            report.skip(bad.item, bad.reason, bad.detail)
+            rows.append(CrawlRow(bad.item, bad.origin, "skipped", bad.reason, bad.detail))
+        kept: dict[str, str] = {}  # normalised-text hash -> id of the first document with that text
+        urls, files = self.url_list.urls, self.files
+        stopped_early = False
+        try:
+            with ExtractionPool(
+                timeout=self.config.extract_timeout,
+                memory_mb=self.config.extract_memory_mb,
+                max_pdf_pages=self.config.max_pdf_pages,
+                workers=1,
+            ) as pool, BackgroundCrawl(urls, self.config, self.cache_dir) as crawl:
+                cache = ResponseCache(self.cache_dir)
+                for index, url in enumerate(urls):
+                    fetched = crawl.result(index)
+                    row = _fetch_row(fetched)
+                    rows.append(row)
+                    body = self._cached_body(cache, fetched, row, report)
+                    if body is not None:
+                        doc = self._document(pool, url, body, fetched.kind, fetched.final_url, fetched.charset,
+                                             row, kept, report)
+                        if doc is not None:
+                            yield doc
+                for local in files:
+                    row = CrawlRow(str(local.path), "path", "ok")
+                    rows.append(row)
+                    loaded = self._read_local(local, row, report)
+                    if loaded is not None:
+                        doc = self._document(pool, row.item, loaded[0], loaded[1], None, None, row, kept, report)
+                        if doc is not None:
+                            yield doc
+        except GeneratorExit:
+            stopped_early = True  # the consumer has enough (n_items): not an error
+            raise
+        finally:
+            listed = {row.item for row in rows}
+            why = "the stage had its n_items documents before this one" if stopped_early else "the stage stopped"
+            for item, origin in [*((u, "url") for u in urls), *((str(f.path), "path") for f in files)]:
+                if item not in listed:
+                    rows.append(CrawlRow(item, origin, "skipped", "not-read", why))
+            CrawlReport(rows).write(self.report_path)
+        self._check_outcome(rows)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _cached_body(
+        self, cache: ResponseCache, fetched: FetchResult, row: CrawlRow, report: SkipReport
+    ) -> bytes | None:
+        """The fetched body (it waits in the cache, not in memory), or None when the URL was lost."""
+        if fetched.status != "ok":
+            report.skip(fetched.url, fetched.reason, fetched.detail)
+            return None
+        entry = cache.get(fetched.final_url or fetched.url)
+        body = cache.body(entry) if entry is not None and entry.sha256 == fetched.sha256 else None
+        if body is None:
+            _drop(row, report, "failed", "cache-changed",
+                  f"the cached body of {fetched.final_url} changed while the stage ran (another run?); run it again")
+        return body
+
+    def _read_local(self, local: LocalFile, row: CrawlRow, report: SkipReport) -> tuple[bytes, str] | None:
+        """A saved page or PDF, checked like a fetched body: size caps on decoded bytes, type by its bytes."""
+        c = self.config
+        cap = max(c.max_html_bytes, c.max_pdf_bytes)
+        started = time.perf_counter()
+        size = local.path.stat().st_size
+        if size > cap:
+            _drop(row, report, "skipped", "too-large", f"{size} bytes, more than the larger size cap {cap}")
+            return None
+        body = local.path.read_bytes()
+        if local.path.name.lower().endswith(".gz"):
+            try:
+                decoder = BoundedDecoder("gzip")
+                body = decoder.feed(body, cap)
+                decoder.finish()
+            except DecodeError as error:
+                _drop(row, report, "failed", "bad-encoding", str(error))
+                return None
+        row.bytes = len(body)
+        row.seconds = round(time.perf_counter() - started, 3)
+        verdict = sniff(body[:SNIFF_BYTES], ContentType(LOCAL_TYPES[local.kind], None))
+        if verdict.kind is None:
+            _drop(row, report, "skipped", verdict.reason, verdict.detail)
+            return None
+        limit, name = (c.max_pdf_bytes, "max_pdf_bytes") if verdict.kind == "pdf" else (c.max_html_bytes,
+                                                                                       "max_html_bytes")
+        if len(body) > limit:
+            _drop(row, report, "skipped", "too-large", f"{len(body)} decoded bytes, more than {name}={limit}")
+            return None
+        row.kind = verdict.kind
+        return body, verdict.kind
+
+    def _document(
+        self,
+        pool: ExtractionPool,
+        item: str,
+        body: bytes,
+        kind: str | None,
+        url: str | None,
+        charset: str | None,
+        row: CrawlRow,
+        kept: dict[str, str],
+        report: SkipReport,
+    ) -> Document | None:
+        """Extracted text as a document, unless extraction refused it, it is near-empty or a repeat."""
+        result = pool.extract(body, kind=kind, url=url, charset=charset)
+        row.extract_seconds = round(result.seconds, 3)
+        if result.text is None:
+            _drop(row, report, "skipped", result.reason or "extract-failed", result.detail)
+            return None
+        text = result.text
+        row.chars = len(text)
+        if len(text.strip()) < self.config.min_chars:
+            _drop(row, report, "skipped", "too-short",
+                  f"{len(text.strip())} characters extracted, fewer than min_chars={self.config.min_chars}")
+            return None
+        # Exact repeats after whitespace normalisation: the same page under two URLs, mirrors, a saved copy.
+        digest = hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
+        if digest in kept:
+            _drop(row, report, "skipped", "duplicate", f"same text as {kept[digest]}")
+            return None
+        kept[digest] = item
+        return Document(id=item, text=text)
+
+    def _check_outcome(self, rows: list[CrawlRow]) -> None:
+        """No document at all is an error that says why; every URL lost while saved files worked is a warning."""
+        url_rows = [row for row in rows if row.origin == "url"]
+        url_counts = reason_counts(url_rows)
+        n_docs = sum(row.status == "ok" for row in rows)
+        if n_docs and url_rows and "ok" not in url_counts:
+            log.warning(
+                "no URL of %s gave a document (%s); continuing with %d documents from `paths:`. Crawl report: %s",
+                self.url_list.origin, _counts_text(url_counts), n_docs, self.report_path,
+            )
+        if n_docs:
+            return
+        if url_rows and all(row.reason in NETWORK_REASONS for row in url_rows):
+            raise ScrapeError(
+                f"no documents to train on: every URL of {self.url_list.origin} failed ({len(url_rows)} URLs; "
+                f"{_counts_text(url_counts)}). Check the network connection (no host could be reached), or run "
+                f"offline by listing saved HTML/PDF pages under the stage's `paths:`. "
+                f"Crawl report: {self.report_path}"
+            )
+        inputs = f"{self.url_list.origin}" + (f" and `paths:` {self.paths}" if self.paths else "")
+        raise ScrapeError(
+            f"no documents to train on: no input of {inputs} gave a document "
+            f"({_counts_text(reason_counts(rows))}). Fix the inputs the reasons name, check the network, "
+            f"or list saved HTML/PDF pages under the stage's `paths:`. Crawl report: {self.report_path}"
+        )
+
+
+def _fetch_row(fetched: FetchResult) -> CrawlRow:
+    return CrawlRow(
+        item=fetched.url,
+        origin="url",
+        status=fetched.status,
+        reason=fetched.reason,
+        detail=fetched.detail,
+        http_status=fetched.http_status,
+        final_url=fetched.final_url,
+        kind=fetched.kind,
+        bytes=fetched.n_bytes,
+        seconds=fetched.seconds,
+        attempts=fetched.attempts,
+        revalidated=fetched.revalidated,
+        sha256=fetched.sha256,
+    )
+
+
+def _drop(row: CrawlRow, report: SkipReport, status: str, reason: str, detail: str) -> None:
+    row.status, row.reason, row.detail = status, reason, detail
+    report.skip(row.item, reason, detail)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in counts.items()) or "none"
