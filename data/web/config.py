@@ -47,5 +47,7 @@ class ScrapeConfig(BaseModel):
     max_pdf_bytes: PositiveInt = Field(50_000_000, description="Cap on a decoded PDF body.")
     extract_timeout: PositiveFloat = Field(30.0, description="Seconds one document's extraction may take.")
     extract_memory_mb: PositiveInt = Field(1024, description="Memory cap of the extraction worker.")
-    max_pdf_pages: PositiveInt = Field(500, description="Page cap of the PDF extractor (a bound against hostile files).")
+    max_pdf_pages: PositiveInt = Field(
+        500, description="PDFs with more pages are skipped (too-many-pages): a bound against hostile files."
+    )
     min_chars: PositiveInt = Field(200, description="Documents with fewer extracted characters are dropped.")

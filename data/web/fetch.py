@@ -407,7 +407,7 @@ class Fetcher:
                         break  # the rules that matter are at the top; cut, do not refuse
                 return "rules", bytes(body[:MAX_ROBOTS_BYTES]).decode("utf-8", errors="replace")
         except httpx.TransportError as error:
-            return "retry", f"{type(error).__name__}: {_describe(error)}"
+            return "retry", _describe(error)
         except DecodeError:
             return "none", ""
 
