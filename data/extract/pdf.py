@@ -64,16 +64,13 @@ def _read_pages(data: bytes, max_pages: int | None) -> list[str]:
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")
-            except DependencyError as e:  # AES needs the `cryptography` package
-                raise ExtractionSkipped(ENCRYPTED, f"cannot decrypt: {e}") from e
-            if not opened:
-                raise ExtractionSkipped(ENCRYPTED, "needs a password (the empty user password does not open it)")
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ExtractionSkipped(ENCRYPTED, "needs a password (the empty user password does not open it)")
         count = len(reader.pages)
     except (ExtractionSkipped, MemoryError):
         raise
+    except DependencyError as e:  # AES, even with an empty password, needs the `cryptography` package
+        raise ExtractionSkipped(ENCRYPTED, f"cannot decrypt: {e} (pip install cryptography)") from e
     except FileNotDecryptedError as e:
         raise ExtractionSkipped(ENCRYPTED, str(e)) from e
     except Exception as e:  # pypdf raises its own errors and, on hostile files, KeyError, ValueError, RecursionError...

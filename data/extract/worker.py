@@ -55,9 +55,15 @@ def main() -> None:
         except MemoryError:
             del reserve
             answer = {"reason": MEMORY, "detail": f"over the {memory_mb} MiB memory cap (extract_memory_mb)"}
-            _send(answers, json.dumps(answer).encode())
+            _send(answers, _encode(answer))
             return  # the pool starts a fresh worker: C libraries may not recover from a failed malloc
-        _send(answers, json.dumps(answer).encode())
+        _send(answers, _encode(answer))
+
+
+def _encode(answer: dict) -> bytes:
+    # Raw UTF-8 rather than \u escapes (6 bytes a CJK character); json.loads(bytes) reads surrogatepass back, so
+    # a lone surrogate from a PDF font survives instead of failing the whole answer.
+    return json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 def _handle(request: dict, body: bytes) -> dict:
