@@ -492,6 +492,9 @@ def _is_data_table(table: LexborNode) -> bool:
 # Private-use characters mark breaks while whitespace is collapsed in one pass over the whole text.
 _PARAGRAPH_BREAK = "\ue000"
 _LINE_BREAK = "\ue001"
+# Soft hyphens (typeset pages put one between every syllable), zero-width spaces, word joiners, stray BOMs:
+# invisible on the page, and they split words for a tokenizer.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 
 
 def render(root: LexborNode) -> str:
@@ -510,7 +513,7 @@ def render(root: LexborNode) -> str:
         if node.tag == "pre" and node.parent is not None:
             node.replace_with(node.text().replace("\n", _LINE_BREAK))
     # str.split() also folds no-break and other Unicode spaces; the markers are not whitespace.
-    text = " ".join(root.text().split())
+    text = " ".join(root.text().translate(_INVISIBLE).split())
     paragraphs = []
     for paragraph in text.split(_PARAGRAPH_BREAK):
         if _LINE_BREAK in paragraph:
