@@ -18,7 +18,11 @@ BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-32 LE/BE start with th
 UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 # Bytes that never occur in text in any ASCII-compatible encoding (WHATWG "binary data bytes").
 BINARY_BYTES = frozenset([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
-HTML_MARKS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta", b"<p>", b"<div", b"<h1", b"<!--")
+# WHATWG's HTML signatures, checked where a document starts (after a BOM and whitespace) ...
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<script", b"<iframe", b"<h1", b"<div", b"<font", b"<table",
+               b"<a", b"<style", b"<title", b"<b", b"<body", b"<br", b"<p", b"<!--")
+# ... and these anywhere in the first bytes (after an XML declaration or a comment, say).
+HTML_ANYWHERE = (b"<!doctype html", b"<html")
 BINARY_MAGIC = {
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -65,8 +69,10 @@ def _binary_what(prefix: bytes, charset: str | None) -> str | None:
     for magic, what in BINARY_MAGIC.items():
         if prefix.startswith(magic):
             return what
-    if any(byte in BINARY_BYTES for byte in prefix):
-        return "binary data (control bytes no text encoding uses)"
+    # A few stray control bytes happen in real pages (pasted text); binary data has them everywhere.
+    control = sum(byte in BINARY_BYTES for byte in prefix)
+    if control > len(prefix) // 100:
+        return f"binary data ({control} control bytes in the first {len(prefix)}, which no text encoding uses)"
     return None
 
 
@@ -77,14 +83,17 @@ def _looks_like_html(prefix: bytes) -> bool:
             break
     # Dropping NULs reads UTF-16/32 tags as ASCII; other bodies with NULs were refused as binary already.
     head = prefix.replace(b"\x00", b"").lstrip().lower()
-    return any(mark in head for mark in HTML_MARKS)
+    starts = any(head.startswith(mark) and head[len(mark) : len(mark) + 1] in (b" ", b">", b"\t", b"\n", b"\r")
+                 for mark in HTML_STARTS if mark != b"<!--") or head.startswith(b"<!--")
+    return starts or any(mark in head for mark in HTML_ANYWHERE)
 
 
 def sniff(prefix: bytes, content_type: ContentType) -> Sniffed:
     """Decide from the first SNIFF_BYTES bytes of a decoded body and its Content-Type."""
     prefix = prefix[:SNIFF_BYTES]
     declared = content_type.mime
-    if PDF_MAGIC in prefix:
+    # PDF readers accept junk before the header, but an HTML page may mention "%PDF-" in its head.
+    if prefix.lstrip().startswith(PDF_MAGIC) or (PDF_MAGIC in prefix and not _looks_like_html(prefix)):
         return Sniffed("pdf", "", "")
     if declared in PDF_TYPES:
         return Sniffed(None, "not-pdf", f"served as {declared} but has no {PDF_MAGIC!r} header: {prefix[:16]!r}")
