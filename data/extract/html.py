@@ -503,8 +503,10 @@ def render(root: LexborNode) -> str:
     Consumes the subtree: break markers are inserted as text nodes and read back with one text() call in C,
     several times faster than building the text node by node from Python.
     """
-    # One walk from Python beats a 40-tag CSS selector in lexbor.
-    for node in [node for node in root.traverse() if node.tag in _BLOCKS or node.tag == "br"]:
+    # One walk from Python beats a 40-tag CSS selector in lexbor. traverse() starts with the root itself, whose
+    # own breaks would fall outside it. A page's own U+E000/U+E001, if any, become breaks too: harmless.
+    marked = [node for node in root.traverse() if node.tag in _BLOCKS or node.tag == "br"]
+    for node in marked[1:] if marked and marked[0].mem_id == root.mem_id else marked:
         if node.tag == "br":
             node.insert_before(_LINE_BREAK)
             continue
@@ -512,8 +514,11 @@ def render(root: LexborNode) -> str:
         node.insert_after(_PARAGRAPH_BREAK)
         if node.tag == "pre" and node.parent is not None:
             node.replace_with(node.text().replace("\n", _LINE_BREAK))
+    text = root.text()
+    if root.tag == "pre":
+        text = text.replace("\n", _LINE_BREAK)
     # str.split() also folds no-break and other Unicode spaces; the markers are not whitespace.
-    text = " ".join(root.text().translate(_INVISIBLE).split())
+    text = " ".join(text.translate(_INVISIBLE).split())
     paragraphs = []
     for paragraph in text.split(_PARAGRAPH_BREAK):
         if _LINE_BREAK in paragraph:
