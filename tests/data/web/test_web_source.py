@@ -29,8 +29,14 @@ GOOD_PAGES = [
     "html/gutenberg/alice_pg11-h.htm",
     "html/trafilatura/lemire.me.json.html",
     "html/readability/qq.html",  # declares gb2312, is UTF-8
+    "html/trafilatura/cdu-fraktion-erfurt.de.waldorfschule.html",  # ISO-8859-1
     "hostile/html/jsoup-bom_utf16be.html",  # UTF-16BE with a BOM
 ]
+# Served with a Content-Type header whose charset is wrong too, as misconfigured servers do.
+WRONG_HEADER = {
+    "html/readability/qq.html": "text/html; charset=gb2312",
+    "html/trafilatura/cdu-fraktion-erfurt.de.waldorfschule.html": "text/html; charset=utf-8",
+}
 GOOD_PDFS = [
     "pdf/sf-001-minimal-document.pdf",
     "pdf/sf-004-pdflatex-4-pages.pdf",
@@ -82,7 +88,8 @@ def crawl(web_server: WebTestServer, shared: Path, tmp_path_factory: pytest.Temp
         "image-only": server.file_url(IMAGE_ONLY_PDF),
         **{f"encrypted:{rel}": server.file_url(rel) for rel in ENCRYPTED_PDFS},
         **{f"hostile:{p.name}": server.file_url(f"hostile/pdf/{p.name}") for p in hostile_pdfs},
-        **{f"good:{rel}": server.file_url(rel) for rel in GOOD_PAGES + GOOD_PDFS},
+        **{f"good:{rel}": server.file_url(rel, **({"type": WRONG_HEADER[rel]} if rel in WRONG_HEADER else {}))
+           for rel in GOOD_PAGES + GOOD_PDFS},
     }
     folder = tmp_path_factory.mktemp("stage")
     listing = folder / "urls.txt"
@@ -153,8 +160,10 @@ def test_retried_urls_succeed(crawl: Crawl, web_server: WebTestServer):
 def test_wrong_charset_and_utf16_pages_are_readable(crawl: Crawl):
     texts = {doc.id: doc.text for doc in crawl.docs}
     qq = texts[crawl.urls["good:html/readability/qq.html"]]
+    german = texts[crawl.urls["good:html/trafilatura/cdu-fraktion-erfurt.de.waldorfschule.html"]]
     korean = texts[crawl.urls["good:hostile/html/jsoup-bom_utf16be.html"]]
     assert "\ufffd" not in qq and sum("\u4e00" <= ch <= "\u9fff" for ch in qq) > 100  # Chinese, not mojibake
+    assert "\ufffd" not in german and "großer Mehrheit" in german
     assert "한국어" in korean and "Hangul syllables" in korean
 
 
