@@ -123,7 +123,10 @@ class ExtractionPool:
             raise RuntimeError("ExtractionPool is closed; create a new one (use it as a `with` block)")
         worker = self._idle.get()
         try:
-            request = {"kind": kind, "url": url, "charset": charset, "max_pdf_pages": self.max_pdf_pages}
+            request = {
+                "kind": kind, "url": url, "charset": charset, "max_pdf_pages": self.max_pdf_pages,
+                "timeout": self.timeout,
+            }
             return worker.extract(request, body, self.timeout)
         finally:
             self._idle.put(worker)
@@ -134,7 +137,7 @@ class ExtractionPool:
 
 
 # Kinds only the worker knows, to prove the limits with deterministic inputs: the body holds a number.
-_TEST_KINDS = ("test-sleep", "test-allocate", "test-crash")
+_TEST_KINDS = ("test-sleep", "test-spin", "test-allocate", "test-crash")
 
 
 class _Worker:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,34 @@ def test_a_worker_killed_while_idle_is_replaced_without_blaming_the_next_documen
         assert pool.extract(page, "html").text
         os.kill(pool.worker_pids()[0], 9)
         assert "Python 3.6.0" in pool.extract(page, "html").text
+
+
+ORPHAN = """
+import os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from data.extract import ExtractionPool
+pool = ExtractionPool(timeout=0.5)
+pool.extract(b"<p>start</p>", "html")
+print(pool.worker_pids()[0], flush=True)
+threading.Thread(target=pool.extract, args=(b"600", "test-spin"), daemon=True).start()
+time.sleep(0.2)
+os.kill(os.getpid(), 9)  # the pool dies while its worker spins on a document
+"""
+
+
+def test_a_worker_whose_pool_died_does_not_spin_forever():
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", ORPHAN, str(root)], capture_output=True, text=True, timeout=60)
+    worker = int(run.stdout.split()[0])
+    deadline = time.monotonic() + 30  # its CPU limit is 0.5 s + 2 s of grace; wall time on a busy machine more
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, 9)
+    pytest.fail(f"orphaned worker {worker} still running 30 s after its pool died")
 
 
 def test_deep_nesting_ends_within_the_bound():
