@@ -33,6 +33,7 @@ _SNIFF = 4096
 _CONTROL = bytes(range(0, 9)) + bytes(range(14, 32))  # never in text, whatever the encoding (UTF-16/32 aside)
 _START_TIMEOUT = 60.0  # importing pypdf on a loaded machine; a worker that cannot start is a bug, not a document
 _LOG_TAIL = 600
+_LOG_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class _Worker:
         except (OSError, EOFError, ValueError) as e:  # the pipe closed: the worker died on this document
             return Extracted(None, WORKER_CRASH, self._death_notice(e), time.monotonic() - started)
         elapsed = time.monotonic() - started
+        self._trim_log()
         if answer.get("reason") == MEMORY:
             self._kill()  # a C library that met a failed malloc may be left in any state: start afresh
         if answer.get("text") is not None:
@@ -186,6 +188,14 @@ class _Worker:
         if reason not in REASONS:
             raise RuntimeError(f"worker answered an unknown reason {reason!r}: a bug in data.extract.worker")
         return Extracted(None, reason, answer.get("detail", ""), elapsed)
+
+    def _trim_log(self) -> None:
+        """Keep the stderr file small over a long crawl: only the lines before a crash are of use. The worker
+        shares the file's offset, so its next line lands at the start."""
+        fd = self.log.fileno()
+        if os.fstat(fd).st_size > _LOG_LIMIT:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
 
     def _timed_out(self, timeout: float, started: float) -> Extracted:
         self._kill()
