@@ -33,6 +33,7 @@ _NOT_LETTERS = re.compile(r"[\W\d_]+")
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
 _SHORT_LINE = 0.7  # of the typical line length: a line this short ends a paragraph or is a heading
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SCRIPT_SAMPLE = 20_000
 _MIN_LETTERS_TO_JUDGE = 200
 _TOP_SCRIPTS = 4  # Japanese alone uses three (kanji, hiragana, katakana), plus Latin
@@ -54,7 +55,7 @@ def extract_pdf(data: bytes, *, max_pages: int | None = None) -> str:
         raise ExtractionSkipped(NO_TEXT_LAYER, f"{len(pages)} page(s) without text: scanned images need OCR")
     text = "\n\n".join(_paragraphs(_without_running_heads(page_lines)))
     _check_not_garbled(text)
-    return text
+    return _without_lone_surrogates(text)
 
 
 def _read_pages(data: bytes, max_pages: int | None) -> list[str]:
@@ -171,6 +172,15 @@ def _join(text: str, line: str) -> str:
     if _CJK.match(text[-1]) and _CJK.match(line[0]):
         return text + line  # CJK has no spaces between words
     return f"{text} {line}"
+
+
+def _without_lone_surrogates(text: str) -> str:
+    """A broken ToUnicode map can yield half a UTF-16 pair, which no UTF-8 writer downstream accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _check_not_garbled(text: str) -> None:
