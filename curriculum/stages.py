@@ -72,7 +72,9 @@ class CurriculumStage(BaseModel):
             if other_kind == kind:
                 continue
             for option in options:
-                if option in self.model_fields_set and getattr(self, option):
+                # Compared with the default, not with "was it given": a dumped and reloaded stage
+                # carries every field, and a default value never configures anything.
+                if getattr(self, option) != type(self).model_fields[option].get_default(call_default_factory=True):
                     raise ValueError(
                         f"option {option!r} belongs to {other_kind} stages, but stage {self.name!r} has "
                         f"dataset_key={self.dataset_key!r}; options for this stage: "

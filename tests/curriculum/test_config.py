@@ -148,3 +148,9 @@ def test_missing_or_invalid_yaml_file(tmp_path):
 def test_scrape_stage_needs_something_to_read():
     with pytest.raises(ValueError, match="has nothing to read"):
         CurriculumStage(name="web", dataset_key="custom-scrape", block_size=64, n_epochs=1)
+
+
+def test_stages_round_trip_through_their_dump():
+    for stage in default().stages:
+        assert CurriculumStage.model_validate(stage.model_dump()) == stage
+        assert CurriculumStage.model_validate_json(stage.model_dump_json()) == stage

@@ -1,0 +1,126 @@
+"""`python flows/curriculum.py` training as a user runs it: cached stages, a retrained last stage, a killed run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "flows" / "curriculum.py"
+
+CONFIG = """
+stages:
+  - name: warmup
+    dataset_key: roneneldan/TinyStories
+    block_size: 32
+    n_epochs: 1
+    n_items: 200
+  - name: books
+    dataset_key: local-files
+    files: [{book}]
+    block_size: 64
+    n_epochs: 1
+model:
+  preset: tiny
+  n_embd: 32
+train:
+  batch_size: 2
+  max_iters: 8
+  warmup_iters: 2
+  eval_interval: 4
+  eval_iters: 2
+  checkpoint_interval: 2
+  dtype: float32
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, books, hub_mirror):
+    base = tmp_path_factory.mktemp("train-cli")
+    config = base / "tiny.yaml"
+    config.write_text(CONFIG.format(book=books / "paine_common-sense_pg147.txt"))
+    env = {**os.environ, "CURRICULUM_HUB_MIRROR": str(hub_mirror), "PYTHONUNBUFFERED": "1"}
+    return {"base": base, "config": config, "data": base / "data", "env": env}
+
+
+def command(setup, out_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--config", str(setup["config"]), "--data-dir", str(setup["data"]),
+            "--out-dir", str(out_dir), *extra]
+
+
+def run(setup, out_dir: Path, *extra: str) -> str:
+    result = subprocess.run(command(setup, out_dir, *extra), capture_output=True, text=True, env=setup["env"],
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    """An uninterrupted run: its final weights are what every other way of getting there must reproduce."""
+    out = setup["base"] / "reference"
+    output = run(setup, out)
+    assert "Starting from: fresh weights" in output and "Starting from: the end of stage 'warmup'" in output
+    assert "✓ Curriculum 'tiny' trained" in output
+    return out, sha256(out / "final" / "model.safetensors")
+
+
+def test_second_run_trains_nothing(setup, reference):
+    out, final = reference
+    output = run(setup, out)
+    assert output.count("finished earlier (cached)") == 2
+    assert "Iterations:" not in output  # no stage transition, no training
+    assert sha256(out / "final" / "model.safetensors") == final
+
+
+def test_deleting_last_stage_checkpoints_retrains_only_that_stage(setup, reference):
+    out, final = reference
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "01-books")
+    output = run(setup, out)
+    assert "[Stage 1/2] warmup: finished earlier (cached)" in output
+    assert "Starting from: the end of stage 'warmup'" in output
+    assert sha256(out / "final" / "model.safetensors") == final
+
+
+def test_killed_run_resumes_to_identical_weights(setup, reference):
+    _, final = reference
+    out = setup["base"] / "killed"
+    process = subprocess.Popen(command(setup, out), env=setup["env"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    target = out / "checkpoints" / "01-books" / "iter-0000002"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and not target.exists():
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed mid-stage"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final").exists()
+    output = run(setup, out)
+    assert "[Stage 1/2] warmup: finished earlier (cached)" in output
+    assert "Starting from: resuming at iteration" in output
+    assert sha256(out / "final" / "model.safetensors") == final
+
+
+def test_changed_settings_on_resume_are_refused_then_restart_moves_the_folder_aside(setup, reference):
+    out, _ = reference
+    result = subprocess.run(command(setup, out, "--set", "train.learning_rate=0.001"), capture_output=True,
+                            text=True, env=setup["env"], timeout=600)
+    assert result.returncode != 0
+    assert "train.learning_rate: 0.0006 -> 0.001" in result.stdout + result.stderr
+    assert (out / "final" / "model.safetensors").is_file()
+    output = run(setup, out, "--set", "train.learning_rate=0.001", "--restart")
+    assert "Starting from: fresh weights" in output
+    assert list(out.parent.glob(f"{out.name}.old-*"))
