@@ -31,6 +31,7 @@ if __name__ == "__main__":
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
+from prefect.settings import get_current_settings
 from prefect.types.entrypoint import EntrypointType
 
 from curriculum.presets import PRESETS
@@ -70,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
+    if not get_current_settings().api.url:
+        # Without it Prefect would serve against a temporary in-process server nobody else can reach.
+        parser.error(
+            "PREFECT_API_URL is not set, so there is no Prefect server to serve to. Start one with "
+            "`prefect server start` and then: export PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "(or `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`)"
+        )
     serve(*build_deployments(), limit=args.limit, pause_on_shutdown=False)
 
 
