@@ -1,0 +1,203 @@
+"""tasks/monitor.py and curriculum/plots.py: what a run publishes, read back through a real server's API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+from types import SimpleNamespace
+
+import pytest
+from prefect import flow
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.logging.handlers import APILogWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_server import api_client, eval_rows
+
+from curriculum.plots import render_loss_curve, save_loss_curve, stage_spans
+from tasks import monitor
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def artifacts(monitored_run, prefect_server):
+    with api_client(prefect_server) as client:
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[monitored_run.flow_run_id])))
+    by_key = {artifact.key: artifact for artifact in found}
+    # One artifact per key, though the forgetting table is published after each stage: updated in place.
+    assert len(by_key) == len(found), sorted(artifact.key for artifact in found)
+    return by_key
+
+
+def table(artifact) -> list[dict]:
+    assert artifact.type == "table"
+    return json.loads(artifact.data)
+
+
+def test_every_artifact_of_a_run_has_its_key_and_kind(artifacts):
+    assert {key: artifacts[key].type for key in sorted(artifacts)} == {
+        "demo-crawl-books": "table",
+        "demo-data-summary": "table",
+        "demo-forgetting": "table",
+        "demo-loss-curve": "markdown",
+        "demo-metrics-books": "table",
+        "demo-metrics-warmup": "table",
+        "demo-summary": "markdown",
+        "demo-train-books": "progress",
+        "demo-train-warmup": "progress",
+    }
+    assert all(artifacts[key].description for key in artifacts)
+
+
+def test_progress_ends_at_100_percent_and_belongs_to_its_task_run(artifacts, monitored_run):
+    for stage, iters in (("warmup", 40), ("books", 60)):
+        progress = artifacts[f"demo-train-{stage}"]
+        val_loss = [row for row in monitored_run.rows if row["stage"] == stage][-1]["val_loss"]
+        assert progress.data == 100.0
+        assert progress.description == f"train {stage}: iteration {iters} of {iters} (100%), val loss {val_loss:.4f}"
+        assert progress.task_run_id is not None
+
+
+def test_tables_hold_the_data_summary_crawl_report_metrics_and_forgetting(artifacts, monitored_run):
+    summary = table(artifacts["demo-data-summary"])
+    assert [row["stage"] for row in summary] == ["warmup", "books"]
+    assert summary[0] | {"stage": "x"} == {
+        "stage": "x", "documents": 300, "train documents": 286, "val documents": 14, "train tokens": 55_704,
+        "val tokens": 2_858, "block size": 64, "skipped": 3, "skipped by reason": "too-short: 3",
+        "cache": "fetch ran, tokenize cached"}
+
+    crawl = table(artifacts["demo-crawl-books"])
+    assert [(row["item"], row["status"], row["reason"]) for row in crawl] == [
+        ("https://example.org/a", "ok", ""), ("https://example.org/b", "skipped", "robots-disallowed")]
+
+    metrics = table(artifacts["demo-metrics-warmup"])
+    warmup_rows = [row for row in monitored_run.rows if row["stage"] == "warmup"]
+    assert [row["iteration"] for row in metrics] == [row["iter_num"] for row in warmup_rows]
+    assert set(metrics[0]) == {"stage", "iteration", "stage iteration", "train loss", "val loss", "lr", "tokens/s"}
+    assert metrics[-1]["val loss"] == warmup_rows[-1]["val_loss"]
+    assert metrics[-1]["lr"] == 0.00036 and metrics[-1]["tokens/s"] == 25_004
+
+    forgetting = table(artifacts["demo-forgetting"])
+    assert artifacts["demo-forgetting"].task_run_id is None  # published from a train task, shown on the flow run
+    assert artifacts["demo-metrics-warmup"].task_run_id is not None
+    books_end = monitored_run.rows[-1]
+    assert [row["after stage"] for row in forgetting] == ["warmup", "books"]
+    assert forgetting[0]["val loss books"] is None  # not trained yet after warmup
+    assert forgetting[1]["val loss warmup"] == books_end["forgetting"]["warmup"]
+    assert forgetting[1]["val loss books"] == books_end["val_loss"]
+
+
+def test_the_loss_curve_is_an_inline_png_and_the_summary_says_where_things_are(artifacts, monitored_run):
+    markdown = artifacts["demo-loss-curve"].data
+    match = re.search(r"!\[loss curve\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert match, markdown[:200]
+    png = base64.b64decode(match.group(1))
+    assert png.startswith(PNG_MAGIC)
+    assert png == (monitored_run.run_dir / "loss_curve.png").read_bytes()
+    assert str(monitored_run.run_dir / "loss_curve.png") in markdown
+
+    summary = artifacts["demo-summary"].data
+    assert "# Curriculum run `simple`" in summary
+    assert f"**Final weights:** `{monitored_run.run_dir / 'final'}`" in summary
+    assert "**Code version:** `0123abc`" in summary
+    assert "| stage | documents |" in summary and "| warmup | 300 |" in summary
+    assert "```yaml\nstages:\n- name: warmup" in summary and "\nname: simple\n" in summary
+
+
+def test_outside_a_run_every_helper_does_nothing(prefect_server, tmp_path):
+    png = save_loss_curve(eval_rows({"a": 10}), tmp_path / "loss.png")
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        with api_client(prefect_server) as client:
+            before = len(client.read_artifacts())
+        assert not monitor.in_run()
+        progress = monitor.train_progress("outside", "a", 10)
+        for it in range(1, 11):
+            progress.update(it)
+        progress.finish()
+        table = monitor.metrics_table("outside", "a")
+        table.add({"a": 1})
+        table.flush()
+        monitor.publish_data_summary("outside", [{"stage": "a"}])
+        monitor.publish_forgetting("outside", eval_rows({"a": 10, "b": 10}), ["a", "b"])
+        monitor.publish_loss_curve("outside", png)
+        monitor.publish_run_summary("outside", "# nothing")
+        with api_client(prefect_server) as client:
+            assert len(client.read_artifacts()) == before
+
+
+def test_an_unreachable_api_is_logged_once_and_the_work_goes_on(prefect_server, caplog):
+    @flow(flow_run_name="monitor-api-down")
+    def build() -> monitor.Progress:
+        return monitor.Progress("monitor-api-down", "api down", 10)
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        progress = build()
+        APILogWorker.drain_all(timeout=5)  # the run's logs, while the server is up
+
+    def train_loop():  # a thread of its own: its client follows the settings below, not the run's
+        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+            for it in range(1, 11):
+                progress.update(it)
+            progress.finish()
+
+    with caplog.at_level(logging.WARNING, logger="tasks.monitor"):
+        worker = threading.Thread(target=train_loop)
+        worker.start()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.monitor"]
+    assert len(warnings) == 1 and "could not publish the progress artifact 'monitor-api-down'" in warnings[0]
+    with api_client(prefect_server) as client:
+        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-api-down"])))
+    assert artifact.data == 0.0  # what reached the server before it went away
+
+
+def test_artifact_keys_are_made_valid_and_invalid_ones_are_refused():
+    assert monitor.artifact_key("Simple", "train", "warm_up") == "simple-train-warm-up"
+    with pytest.raises(ValueError, match=r"artifact key 'Train_Warmup' is invalid.*gives 'train-warmup'"):
+        monitor.Progress("Train_Warmup", "x", 1)
+
+
+def test_the_loss_curve_marks_stages_and_refuses_rows_it_cannot_plot(tmp_path):
+    rows = eval_rows({"warmup": 40, "books": 60})
+    assert stage_spans(rows) == [("warmup", 10, 40), ("books", 55, 100)]
+    path = save_loss_curve(rows, tmp_path / "run" / "loss_curve.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert not [p for p in path.parent.iterdir() if p != path]  # no temporary file left beside it
+    svg = render_loss_curve(rows, fmt="svg").decode()
+    assert "warmup" in svg and "books" in svg
+    with pytest.raises(ValueError, match="no evaluation rows to plot"):
+        save_loss_curve([], tmp_path / "empty.png")
+    with pytest.raises(ValueError, match="evaluation row 1 lacks val_loss"):
+        save_loss_curve([{"stage": "a", "iter_num": 1, "train_loss": 2.0}], tmp_path / "bad.png")
+    assert not (tmp_path / "empty.png").exists()
+
+
+def test_a_resumed_stage_keeps_its_earlier_evaluations_once(prefect_server):
+    rows = eval_rows({"warmup": 40})  # evaluations at 10, 20, 30, 40
+
+    @flow(flow_run_name="monitor-resume")
+    def resumed() -> None:
+        # Killed after the evaluation at 20, resumed from a checkpoint at 15: 20 is evaluated again.
+        ui = monitor.TrainMonitor("resume", ["warmup"], rows[:2])
+        ui.on_stage_start(SimpleNamespace(plan=SimpleNamespace(stage="warmup", total_iters=40), start_iter=15))
+        for row in rows[1:]:
+            ui.on_step(SimpleNamespace(stage_iter=row["stage_iter"]))
+            ui.on_eval(row)
+        ui.on_stage_end(SimpleNamespace(val_loss=rows[-1]["val_loss"]))
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        resumed()
+        APILogWorker.drain_all(timeout=5)
+        with api_client(prefect_server) as client:
+            [metrics] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["resume-metrics-warmup"])))
+    assert [row["iteration"] for row in table(metrics)] == [10, 20, 30, 40]

@@ -1,0 +1,81 @@
+"""prefect.yaml: `prefect deploy --all` to a process work pool, then `prefect worker start` picks up a run.
+
+A server of its own: `prefect deploy` re-points curriculum/simple and curriculum/default at the work pool,
+which would take them from the serve.py process the other tests share.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect_server import (
+    ROOT,
+    TINY_CONFIG,
+    api_client,
+    prefect_cli,
+    start_prefect_server,
+    trigger,
+    wait_for_run,
+)
+
+POOL = "curriculum"
+
+
+@pytest.fixture()
+def own_server(tmp_path):
+    server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-worker-server-")))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_prefect_yaml_deploys_both_and_a_process_worker_runs_one(own_server, tmp_path, hub_mirror):
+    result = prefect_cli(own_server, "work-pool", "create", POOL, "--type", "process")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = prefect_cli(own_server, "deploy", "--all", cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with api_client(own_server) as client:
+        for name in ("simple", "default"):
+            deployment = client.read_deployment_by_name(f"curriculum/{name}")
+            assert deployment.work_pool_name == POOL and deployment.parameters == {"type": name}
+            assert deployment.entrypoint == "flows.curriculum.curriculum"
+            # Flow runs start in the project root, whatever folder the worker was started in.
+            assert deployment.pull_steps == [
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+
+    log_path = tmp_path / "worker.log"
+    env = own_server.env(PREFECT_WORKER_QUERY_SECONDS="1", CURRICULUM_HUB_MIRROR=str(hub_mirror))
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--limit", "1"],
+            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        config = tmp_path / "tiny.yaml"
+        config.write_text(TINY_CONFIG.format(data_dir=tmp_path / "data"))
+        started = time.monotonic()
+        flow_run_id, result = trigger(own_server, "curriculum/default", prepare_only=True, config_path=str(config))
+        assert result.returncode == 0, result.stdout + result.stderr
+        run = wait_for_run(own_server, flow_run_id, log=log_path)
+        print(f"\nworker run {run.state_name} {time.monotonic() - started:.1f}s after `prefect deployment run`")
+        assert run.state.is_completed(), f"{run.state.message}\n{log_path.read_text()[-4000:]}"
+        with api_client(own_server) as client:
+            names = {t.name for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))}
+        assert {"fetch-warmup", "tokenize-warmup", "shard-warmup"} <= names
+        assert (tmp_path / "data" / "train_warmup_pretrain.bin").is_file()
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
