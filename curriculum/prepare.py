@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Callable
 
 from pydantic import BaseModel
 
@@ -134,11 +135,13 @@ class ShardsRecord(BaseModel):
             return False
 
 
-def fetch_stage(stage: CurriculumStage, reader: Source, data_cfg: DataConfig) -> DocumentsRecord:
+def fetch_stage(
+    stage: CurriculumStage, reader: Source, data_cfg: DataConfig, on_progress: Callable[[int], None] | None = None
+) -> DocumentsRecord:
     """Read the stage's source into a documents file named by its content, counting what was skipped and why."""
     report = SkipReport(source=stage.dataset_key)
     incoming = work_dir(data_cfg, stage) / "documents-incoming.parquet"
-    summary = write_documents(reader.documents(report), incoming, n_items=stage.n_items)
+    summary = write_documents(reader.documents(report), incoming, n_items=stage.n_items, on_progress=on_progress)
     if summary.n_documents == 0:
         raise ValueError(
             f"stage {stage.name!r} ({stage.dataset_key}) produced no documents "
@@ -160,12 +163,14 @@ def fetch_stage(stage: CurriculumStage, reader: Source, data_cfg: DataConfig) ->
     )
 
 
-def tokenize_stage(documents: DocumentsRecord, data_cfg: DataConfig) -> TokensRecord:
+def tokenize_stage(
+    documents: DocumentsRecord, data_cfg: DataConfig, on_progress: Callable[[int], None] | None = None
+) -> TokensRecord:
     base = documents.path.with_name(f"tokens-{documents.sha256[:16]}-{data_cfg.tokenizer}")
     tokens_path, index_path = base.with_suffix(".bin"), base.with_suffix(".index.npz")
     summary = tokenize_documents(
         documents.path, tokens_path, index_path, tokenizer=data_cfg.tokenizer, threads=data_cfg.threads,
-        meta={"stage": documents.stage, "documents_sha256": documents.sha256},
+        meta={"stage": documents.stage, "documents_sha256": documents.sha256}, on_progress=on_progress,
     )
     return TokensRecord(
         stage=documents.stage,

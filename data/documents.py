@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -78,10 +78,11 @@ def write_documents(
     path: str | Path,
     n_items: int | None = None,
     rows_per_group: int = 2048,
+    on_progress: Callable[[int], None] | None = None,
 ) -> DocumentsSummary:
     """Stream documents into a Parquet file (id, text), at most `n_items`, in bounded memory.
 
-    The file appears at `path` only when complete.
+    The file appears at `path` only when complete; `on_progress(documents so far)` follows each row group.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,8 @@ def write_documents(
                 if len(ids) >= rows_per_group:
                     writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
                     ids, texts = [], []
+                    if on_progress:
+                        on_progress(n_docs)
             if ids:
                 writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
         fsync_file(tmp)

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -96,8 +96,11 @@ def tokenize_documents(
     tokenizer: str = "r50k_base",
     threads: int = 0,
     meta: dict | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> TokenizeSummary:
-    """Write all documents' tokens to `tokens_path` (shard format) and `index_path` (.npz: ends, keys)."""
+    """Write all documents' tokens to `tokens_path` (shard format) and `index_path` (.npz: ends, keys).
+
+    `on_progress(documents so far)` follows each chunk."""
     encoding = get_encoding(tokenizer)
     info = Tokenizer(tokenizer, encoding.n_vocab, encoding.eot_token)
     threads = threads or os.cpu_count() or 1
@@ -118,6 +121,8 @@ def tokenize_documents(
             ends.append(doc_ends + offset)
             keys.append(doc_keys)
             offset += tokens.size
+            if on_progress:
+                on_progress(sum(chunk.size for chunk in ends))
 
         for ids, texts in _chunks(Path(docs_path)):
             pending.append(pool.submit(_encode_chunk, encoding, ids, texts))

@@ -18,70 +18,113 @@ if __name__ == "__main__":
     sys.path.insert(0, str(_flows_dir.parent))
 
 # Our packages log with the standard library; this lets Prefect forward them to the run's logs in the UI.
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "curriculum,data,model")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "curriculum,data,model,tasks")
+# Honour DO_NOT_TRACK in the temporary server a local run starts, too.
+if os.environ.get("DO_NOT_TRACK"):
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import time  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
+from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
-from curriculum.stages import CurriculumStage  # noqa: E402
+from curriculum.run_dir import code_version, prepare_run_dir, read_metrics, run_fingerprint  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
+from curriculum.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from tasks.cached import run_cached  # noqa: E402
-from curriculum.run_dir import prepare_run_dir, run_fingerprint  # noqa: E402
-from curriculum.trainer import StageResult, resolve_model_config  # noqa: E402
+from tasks.monitor import (  # noqa: E402
+    data_summary_row,
+    publish_crawl_report,
+    publish_data_summary,
+    publish_loss_curve,
+    publish_run_summary,
+    run_summary_markdown,
+)
 from tasks.prepare import fetch, shard, tokenize  # noqa: E402
 from tasks.train import train  # noqa: E402
 
 CurriculumType = Literal["simple", "default"]
 
 
-def prepare_stage(index: int, config: RunConfig) -> ShardsRecord:
-    """fetch -> tokenize -> shard for one stage, each step from the cache when its input is unchanged."""
-    stage: CurriculumStage = config.stages[index]
-    data_dir = config.data.data_dir
-    print(stage_header(index, len(config.stages), stage), flush=True)
-    documents, fetched = run_cached(fetch, data_dir, stage=stage, data=config.data, scrape=config.scrape)
-    tokens, tokenized = run_cached(tokenize, data_dir, documents=documents, data=config.data)
-    shards, sharded = run_cached(shard, data_dir, tokens=tokens, stage=stage, data=config.data)
-    print(stage_data_summary(documents, shards, {"fetch": fetched, "tokenize": tokenized, "shard": sharded}), flush=True)
-    get_run_logger().info(
-        "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
-        stage.name, documents.n_documents, shards.train_tokens, shards.val_tokens, documents.skipped or "none",
-    )
-    return shards
+def run_name() -> str:
+    """`<preset or YAML name>-<prepare|train>-<time>`, so the UI's run list reads as the curriculum."""
+    parameters = flow_run.parameters
+    name = Path(parameters["config_path"]).stem if parameters.get("config_path") else parameters.get("type", "simple")
+    action = "prepare" if parameters.get("prepare_only") else "train"
+    return f"{name}-{action}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-@flow(name="curriculum", validate_parameters=True)
+@flow(name="curriculum", flow_run_name=run_name, validate_parameters=True)
 def curriculum(
     type: CurriculumType = "simple",
     config_path: str | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] = {},  # noqa: B006 (read only; a dict default gives the UI a JSON editor)
     resume: bool = True,
     restart: bool = False,
     prepare_only: bool = False,
 ) -> dict[str, Any]:
-    """Curriculum pretraining: `type` picks a preset, `config_path` a YAML curriculum instead;
-    `overrides` maps dotted keys (e.g. {"train.max_iters": 20}) to values."""
-    config = load_run_config(type=type, config_path=config_path, overrides=overrides or {})
+    """Curriculum pretraining: prepare each stage's data, then train the stages in order.
+
+    Args:
+        type: A preset curriculum: "simple" (2 stages) or "default" (3 stages).
+        config_path: A YAML run config to use instead of the preset (path on the machine that runs the flow).
+        overrides: Settings to change, as dotted keys, e.g. {"train.max_iters": 20, "stages.warmup.n_items": 1000}.
+        resume: Continue from the run folder's checkpoints; False refuses to touch a folder that has some.
+        restart: Start over: the old run folder is moved aside (never deleted).
+        prepare_only: Fetch, tokenize and shard every stage, then stop.
+    """
+    config = load_run_config(type=type, config_path=config_path, overrides=overrides)
     resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
-    shards = [prepare_stage(i, config) for i in range(len(config.stages))]
+    shards = prepare_stages(config)
     summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
     if prepare_only:
         return summary
+    run_dir = open_run_dir(config, resume=resume, restart=restart)
+    results = train_stages(config, shards, run_dir)
+    publish_results(config, run_dir, shards, results)
+    summary["stages"] = [r.model_dump(mode="json") for r in results]
+    summary["final"] = str(run_dir / FINAL_DIR)
+    print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / FINAL_DIR / 'model.safetensors'}")
+    return summary
+
+
+def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
+    """fetch -> tokenize -> shard for every stage, each step from the cache when its input is unchanged."""
+    rows, shards = [], []
+    for index, stage in enumerate(config.stages):
+        print(stage_header(index, len(config.stages), stage), flush=True)
+        data_dir = config.data.data_dir
+        documents, fetched = run_cached(
+            fetch, data_dir, stage=stage, data=config.data, scrape=config.scrape, run=config.name
+        )
+        tokens, tokenized = run_cached(tokenize, data_dir, documents=documents, data=config.data, run=config.name)
+        record, sharded = run_cached(shard, data_dir, tokens=tokens, stage=stage, data=config.data)
+        cached = {"fetch": fetched, "tokenize": tokenized, "shard": sharded}
+        print(stage_data_summary(documents, record, cached), flush=True)
+        get_run_logger().info(
+            "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
+            stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
+        )
+        if documents.crawl_report:
+            publish_crawl_report(config.name, stage.name, documents.crawl_report)
+        rows.append(data_summary_row(documents, record, cached))
+        shards.append(record)
+    publish_data_summary(config.name, rows)
+    return shards
+
+
+def open_run_dir(config: RunConfig, *, resume: bool, restart: bool) -> Path:
     run_dir = config.out_dir.resolve()
     if not resume and not restart and (run_dir / "checkpoints").is_dir():
         raise FileExistsError(
             f"run folder {run_dir} holds checkpoints of an earlier run and resume=False; resume it (the default), "
             "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
         )
-    prepare_run_dir(run_dir, run_fingerprint(config.curriculum, config.model, config.train), restart=restart)
-    results = train_stages(config, shards, run_dir)
-    summary["stages"] = [r.model_dump(mode="json") for r in results]
-    summary["final"] = str(run_dir / "final")
-    print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / 'final' / 'model.safetensors'}")
-    return summary
+    return prepare_run_dir(run_dir, run_fingerprint(config.curriculum, config.model, config.train), restart=restart)
 
 
 def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> list[StageResult]:
@@ -91,13 +134,28 @@ def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -
         result, cached = run_cached(
             train, run_dir, stage_name=stage.name, curriculum=config.curriculum, stage_index=index,
             shards=shards, model=config.model, train=config.train, run_dir=run_dir,
-            previous=results[-1] if results else None,
+            previous=results[-1] if results else None, run=config.name,
         )
         if cached:
             print(f"[Stage {index + 1}/{len(config.stages)}] {stage.name}: finished earlier (cached), "
                   f"val loss {result.val_loss:.4f}")
         results.append(result)
     return results
+
+
+def publish_results(config: RunConfig, run_dir: Path, shards: list[ShardsRecord], results: list[StageResult]) -> None:
+    """The loss curve (PNG in the run folder and in the UI) and the run summary."""
+    curve = save_loss_curve(read_metrics(run_dir), run_dir / LOSS_CURVE_FILE, title=f"curriculum {config.name}")
+    publish_loss_curve(config.name, curve)
+    stages = [
+        {"stage": r.stage, "block size": s.block_size, "train tokens": s.train_tokens, "iterations": r.iters,
+         "tokens seen": r.tokens_seen, "train loss": r.train_loss, "val loss": r.val_loss,
+         "forgetting": r.forgetting, "checkpoint": str(r.checkpoint)}
+        for r, s in zip(results, shards)
+    ]
+    markdown = run_summary_markdown(config, code_version=code_version(), stages=stages,
+                                    final_dir=run_dir / FINAL_DIR, loss_curve=curve)
+    publish_run_summary(config.name, markdown)
 
 
 if __name__ == "__main__":

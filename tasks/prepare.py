@@ -19,10 +19,12 @@ from curriculum.stages import CurriculumStage
 from data.config import DataConfig
 from data.web.config import ScrapeConfig
 from tasks.caching import keyed_by
+from tasks.monitor import prepare_progress
 
 FETCH_CODE = ("curriculum.prepare", "data.documents", "data.hf_reader", "data.text_files", "data.text_cleanup")
 TOKENIZE_CODE = ("data.tokenize", "data.shards")
 SHARD_CODE = ("data.split", "data.shards")
+# `run` (the run name) only names the progress artifacts: it is not part of any cache key.
 # Settings that change which documents a stage reads; the source's fingerprint covers its content.
 _FETCH_FIELDS = ("dataset_key", "n_items", "split", "text_field", "revision", "urls", "urls_file", "paths")
 
@@ -46,8 +48,11 @@ def _fetch_identity(parameters: dict[str, Any]) -> Any:
     # Only I/O is retried: a configuration error would fail the same way again.
     retry_condition_fn=lambda task, run, state: isinstance(state.result(raise_on_failure=False), (ConnectionError, TimeoutError)),
 )
-def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig) -> DocumentsRecord:
-    return fetch_stage(stage, make_reader(stage, data, scrape), data)
+def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: str = "run") -> DocumentsRecord:
+    progress = prepare_progress(run, stage.name, total=stage.n_items)
+    documents = fetch_stage(stage, make_reader(stage, data, scrape), data, on_progress=progress.update)
+    progress.finish(f"fetched {documents.n_documents:,} documents")
+    return documents
 
 
 @task(
@@ -57,8 +62,11 @@ def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig) -> Doc
     persist_result=True,
     result_serializer="json",
 )
-def tokenize(documents: DocumentsRecord, data: DataConfig) -> TokensRecord:
-    return tokenize_stage(documents, data)
+def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> TokensRecord:
+    progress = prepare_progress(run, documents.stage, total=documents.n_documents)
+    tokens = tokenize_stage(documents, data, on_progress=progress.update)
+    progress.finish(f"tokenized {tokens.n_documents:,} documents, {tokens.n_tokens:,} tokens")
+    return tokens
 
 
 def _shard_identity(parameters: dict[str, Any]) -> Any:

@@ -9,15 +9,28 @@ from prefect import task
 
 from curriculum.prepare import ShardsRecord
 from curriculum.progress import TerminalProgress
-from curriculum.run_dir import run_fingerprint
+from curriculum.run_dir import read_metrics, run_fingerprint
 from curriculum.stages import Curriculum
 from curriculum.train_config import TrainConfig
 from curriculum.trainer import StageData, StageResult, TrainHooks, train_stage
 from model.config import ModelConfig
 from tasks.caching import keyed_by
+from tasks.monitor import TrainMonitor
 
 TRAIN_CODE = ("curriculum.trainer", "curriculum.batches", "curriculum.schedule", "curriculum.checkpoints",
               "model.gpt")
+
+
+def fan_out(*listeners: Any) -> TrainHooks:
+    """TrainHooks that call the same-named method of every listener that has one."""
+
+    def hook(name: str):
+        methods = [getattr(listener, name) for listener in listeners if hasattr(listener, name)]
+        if not methods:
+            return None
+        return lambda event: [method(event) for method in methods] and None
+
+    return TrainHooks(**{name: hook(name) for name in TrainHooks.__dataclass_fields__})
 
 
 def _train_identity(parameters: dict[str, Any]) -> Any:
@@ -48,12 +61,13 @@ def train(
     train: TrainConfig,
     run_dir: Path,
     previous: StageResult | None,
+    run: str = "run",
 ) -> StageResult:
     """Train one stage; `previous` (the earlier stage's result) only orders the tasks and keys the cache:
-    the trainer finds the earlier stage's end checkpoint in the run folder itself."""
+    the trainer finds the earlier stage's end checkpoint in the run folder itself. `run` names artifacts."""
     bar = TerminalProgress()
-    hooks = TrainHooks(on_stage_start=bar.on_stage_start, on_step=bar.on_step, on_eval=bar.on_eval,
-                       on_stage_end=bar.on_stage_end)
+    ui = TrainMonitor(run, [s.name for s in curriculum.stages], read_metrics(run_dir))
+    hooks = fan_out(bar, ui)
     mine = shards[stage_index]
     data = StageData(train=mine.train_path, val=mine.val_path,
                      earlier_val={s.stage: s.val_path for s in shards[:stage_index]})

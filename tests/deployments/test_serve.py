@@ -45,8 +45,6 @@ def test_a_prepare_only_run_completes_with_a_task_run_per_step_and_stage(prepare
     assert not (served.cwd / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5: the flow does not publish tasks/monitor artifacts yet; "
-                   "remove this mark once it does")
 def test_a_prepare_only_run_publishes_its_data_summary(prepared_run, served):
     with api_client(served.server) as client:
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[prepared_run.flow_run.id])))

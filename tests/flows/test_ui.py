@@ -123,8 +123,6 @@ def test_a_train_task_runs_page_shows_its_metrics_table(page, monitored_run, pre
     page.shot("metrics-table")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5: the flow does not publish tasks/monitor artifacts yet; "
-                   "remove this mark once it does")
 def test_the_served_runs_artifacts_tab_shows_its_data_summary(page, prepared_run, prefect_server):
     from playwright.sync_api import expect
 

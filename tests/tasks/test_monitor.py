@@ -1,4 +1,4 @@
-"""tasks/monitor.py and curriculum/plots.py: what a run publishes, read back through a real server's API."""
+"""tasks/monitor.py: what a run publishes, read back through a real server's API."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_server import api_client, eval_rows
 
-from curriculum.plots import render_loss_curve, save_loss_curve, stage_spans
+from curriculum.plots import save_loss_curve
 from tasks import monitor
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -165,21 +165,6 @@ def test_artifact_keys_are_made_valid_and_invalid_ones_are_refused():
     assert monitor.artifact_key("Simple", "train", "warm_up") == "simple-train-warm-up"
     with pytest.raises(ValueError, match=r"artifact key 'Train_Warmup' is invalid.*gives 'train-warmup'"):
         monitor.Progress("Train_Warmup", "x", 1)
-
-
-def test_the_loss_curve_marks_stages_and_refuses_rows_it_cannot_plot(tmp_path):
-    rows = eval_rows({"warmup": 40, "books": 60})
-    assert stage_spans(rows) == [("warmup", 10, 40), ("books", 55, 100)]
-    path = save_loss_curve(rows, tmp_path / "run" / "loss_curve.png")
-    assert path.read_bytes().startswith(PNG_MAGIC)
-    assert not [p for p in path.parent.iterdir() if p != path]  # no temporary file left beside it
-    svg = render_loss_curve(rows, fmt="svg").decode()
-    assert "warmup" in svg and "books" in svg
-    with pytest.raises(ValueError, match="no evaluation rows to plot"):
-        save_loss_curve([], tmp_path / "empty.png")
-    with pytest.raises(ValueError, match="evaluation row 1 lacks val_loss"):
-        save_loss_curve([{"stage": "a", "iter_num": 1, "train_loss": 2.0}], tmp_path / "bad.png")
-    assert not (tmp_path / "empty.png").exists()
 
 
 def test_a_resumed_stage_keeps_its_earlier_evaluations_once(prefect_server):
