@@ -35,6 +35,7 @@ from prefect.settings import get_current_settings
 from prefect.types.entrypoint import EntrypointType
 
 from curriculum.presets import PRESETS
+from deployments.crash_detection import DEFAULT_AFTER_S, HEARTBEAT_S, ensure_crash_automation
 from flows.curriculum import curriculum
 
 TAGS = ["curriculum"]
@@ -68,7 +69,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--limit", type=int, default=1,
         help="flow runs at a time (default 1: training takes every core; more runs wait their turn)",
     )
+    parser.add_argument(
+        "--crash-after", type=float, default=DEFAULT_AFTER_S, metavar="SECONDS",
+        help=f"mark a run Crashed when its process sent no heartbeat for this long, so it can be retried "
+        f"(default {DEFAULT_AFTER_S}; 0 turns the automation off; heartbeats every {HEARTBEAT_S}s)",
+    )
     args = parser.parse_args(argv)
+    if args.crash_after and args.crash_after < 2 * HEARTBEAT_S:
+        parser.error(f"--crash-after must be 0 or at least {2 * HEARTBEAT_S} (two heartbeats), got {args.crash_after}")
     if args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if not get_current_settings().api.url:
@@ -78,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "`prefect server start` and then: export PREFECT_API_URL=http://127.0.0.1:4200/api "
             "(or `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`)"
         )
+    if args.crash_after:
+        # Flow runs are child processes of this one: they inherit the heartbeat interval.
+        os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
+        ensure_crash_automation(args.crash_after)
     serve(*build_deployments(), limit=args.limit, pause_on_shutdown=False)
 
 

@@ -215,7 +215,8 @@ class Served:
                 self.process.wait(timeout=10)
 
 
-def start_serve(server: PrefectServer, cwd: Path, env_extra: dict[str, str], timeout: float = 90) -> Served:
+def start_serve(server: PrefectServer, cwd: Path, env_extra: dict[str, str], timeout: float = 90,
+                args: tuple[str, ...] = ()) -> Served:
     """Start deployments/serve.py from `cwd` (not the project root: the script must find its packages)."""
     log_path = cwd / "serve.log"
     env = server.env(
@@ -226,7 +227,7 @@ def start_serve(server: PrefectServer, cwd: Path, env_extra: dict[str, str], tim
     )
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "deployments" / "serve.py")], env=env, cwd=cwd, stdout=log,
+            [sys.executable, str(ROOT / "deployments" / "serve.py"), *args], env=env, cwd=cwd, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
     served = Served(server, process, log_path, cwd)
@@ -293,6 +294,73 @@ def prepared_run(served: Served) -> PreparedRun:
         _prepared = PreparedRun(run, config_path, folder / "data", time.monotonic() - started)
         print(f"served prepare-only run {run.name} {run.state_name} in {_prepared.seconds:.1f}s", flush=True)
     return _prepared
+
+
+# A two-stage curriculum small enough to train in seconds on a CPU: the training runs of the served flow.
+TRAIN_CONFIG = """\
+stages:
+  - name: warmup
+    dataset_key: roneneldan/TinyStories
+    block_size: 32
+    n_epochs: 1
+    n_items: 200
+  - name: books
+    dataset_key: local-files
+    files: [{book}]
+    block_size: 64
+    n_epochs: 1
+data:
+  data_dir: {data_dir}
+model:
+  preset: tiny
+  n_embd: 32
+train:
+  batch_size: 2
+  warmup_iters: 2
+  eval_interval: 4
+  eval_iters: 2
+  checkpoint_interval: 2
+  dtype: float32
+"""
+# Passed as the `overrides` parameter, as a user would in the UI's form.
+TRAIN_OVERRIDES = {"train.max_iters": 12}
+
+
+@dataclass
+class TrainedRun:
+    flow_run: Any
+    config_path: Path
+    data_dir: Path
+    out_dir: Path
+    seconds: float
+
+
+def write_train_config(folder: Path) -> Path:
+    book = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")) / "corpora" / "books"
+    config_path = folder / "tiny.yaml"
+    config_path.write_text(TRAIN_CONFIG.format(book=book / "paine_common-sense_pg147.txt", data_dir=folder / "data"))
+    return config_path
+
+
+_trained: TrainedRun | None = None
+
+
+@pytest.fixture(scope="session")
+def trained_run(served: Served) -> TrainedRun:
+    """curriculum/simple with a two-stage YAML and overrides through parameters: prepared and trained once."""
+    global _trained
+    if _trained is None:
+        folder = Path(tempfile.mkdtemp(prefix="trained-run-"))
+        config_path = write_train_config(folder)
+        out_dir = folder / "run"
+        started = time.monotonic()
+        flow_run_id, result = trigger(served.server, "curriculum/simple", config_path=str(config_path),
+                                      overrides={**TRAIN_OVERRIDES, "train.out_dir": str(out_dir)})
+        assert result.returncode == 0 and flow_run_id, result.stdout + result.stderr
+        run = wait_for_run(served.server, flow_run_id, log=served.log_path, timeout=300)
+        _trained = TrainedRun(run, config_path, folder / "data", out_dir, time.monotonic() - started)
+        print(f"served training run {run.name} {run.state_name} in {_trained.seconds:.1f}s", flush=True)
+    return _trained
 
 
 # --- A run that publishes every tasks/monitor artifact, for the API and UI tests ---------------------------

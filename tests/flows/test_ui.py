@@ -5,6 +5,7 @@ Screenshots go to the test's tmp_path; the last one of each test is copied to /t
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_server import api_client
-from prefect_server import monitored_run, prefect_server, prepared_run, served  # noqa: F401  (fixtures)
+from prefect_server import prefect_server, served, trained_run  # noqa: F401  (fixtures)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path("/tmp/ui-screenshots")
@@ -22,8 +23,18 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 TIMEOUT_MS = 30_000  # the UI is a single-page app: give it time on a busy machine
 
 
+def eval_rows(trained_run) -> list[dict]:
+    lines = (trained_run.out_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def shown(value: float) -> str:
+    """A loss as the tables show it (tasks.monitor rounds to 4 decimals)."""
+    return str(round(value, 4))
+
+
 @pytest.fixture(scope="module")
-def browser(prepared_run, monitored_run):
+def browser(trained_run):
     # The runs first: Playwright's sync API keeps an event loop in this thread while the browser is open.
     if not CHROMIUM.is_file():
         pytest.skip(f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium)")
@@ -69,36 +80,42 @@ def open_run_tab(page, server, flow_run_id: str, tab: str) -> None:
     click_tab(page, tab)
 
 
-def test_the_flow_run_page_shows_the_served_run_and_its_task_runs(page, prepared_run, prefect_server):
+def test_the_flow_run_page_shows_the_served_run_and_its_task_runs(page, trained_run, prefect_server):
     from playwright.sync_api import expect
 
-    run = prepared_run.flow_run
+    run = trained_run.flow_run
     page.goto(f"{prefect_server.url}/runs/flow-run/{run.id}")
     expect(page.get_by_text(run.name, exact=True).first).to_be_visible()
     expect(page.get_by_text("Completed").first).to_be_visible()
     page.shot("flow-run")
     click_tab(page, "Task Runs")
-    for name in ("fetch-warmup", "tokenize-warmup", "shard-warmup"):
+    for name in ("fetch-warmup", "tokenize-warmup", "shard-warmup", "train-warmup", "train-books"):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
     page.shot("task-runs")
 
 
-def test_the_artifacts_tab_leads_to_the_tables_and_the_loss_curve(page, monitored_run, prefect_server):
+def test_the_artifacts_tab_leads_to_the_tables_and_the_loss_curve(page, trained_run, prefect_server):
     from playwright.sync_api import expect
 
-    open_run_tab(page, prefect_server, monitored_run.flow_run_id, "Artifacts")
-    for key in ("demo-data-summary", "demo-crawl-books", "demo-forgetting", "demo-loss-curve", "demo-summary"):
+    run_id = trained_run.flow_run.id
+    open_run_tab(page, prefect_server, run_id, "Artifacts")
+    for key in ("tiny-data-summary", "tiny-forgetting", "tiny-loss-curve", "tiny-summary"):
         expect(page.get_by_text(key, exact=True).first).to_be_visible()
     page.shot("run-artifacts")
 
-    page.get_by_text("demo-forgetting", exact=True).first.click()
+    page.get_by_text("tiny-data-summary", exact=True).first.click()
+    expect(page.get_by_role("columnheader", name="train tokens")).to_be_visible()
+    page.shot("data-summary")
+
+    open_run_tab(page, prefect_server, run_id, "Artifacts")
+    page.get_by_text("tiny-forgetting", exact=True).first.click()
     expect(page.get_by_role("columnheader", name="val loss books")).to_be_visible()
-    books_end = monitored_run.rows[-1]
-    expect(page.get_by_role("cell", name=str(books_end["val_loss"]), exact=True)).to_be_visible()
+    books_end = [row for row in eval_rows(trained_run) if row.get("stage_end")][-1]
+    expect(page.get_by_role("cell", name=shown(books_end["val_loss"]), exact=True).first).to_be_visible()
     page.shot("forgetting-table")
 
-    open_run_tab(page, prefect_server, monitored_run.flow_run_id, "Artifacts")
-    page.get_by_text("demo-loss-curve", exact=True).first.click()
+    open_run_tab(page, prefect_server, run_id, "Artifacts")
+    page.get_by_text("tiny-loss-curve", exact=True).first.click()
     image = page.get_by_role("img", name="loss curve")
     expect(image).to_be_visible()
     # Decoded and laid out: the browser really rendered the inline PNG.
@@ -106,27 +123,18 @@ def test_the_artifacts_tab_leads_to_the_tables_and_the_loss_curve(page, monitore
     page.shot("loss-curve")
 
 
-def test_a_train_task_runs_page_shows_its_metrics_table(page, monitored_run, prefect_server):
+def test_a_train_task_runs_page_shows_its_loss_table(page, trained_run, prefect_server):
     from playwright.sync_api import expect
 
     with api_client(prefect_server) as client:
         [task_run] = [t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[monitored_run.flow_run_id]))) if t.name == "train-warmup"]
+            id=FlowRunFilterId(any_=[trained_run.flow_run.id]))) if t.name == "train-warmup"]
     page.goto(f"{prefect_server.url}/runs/task-run/{task_run.id}")
     expect(page.get_by_text("train-warmup", exact=True).first).to_be_visible()
     click_tab(page, "Artifacts")
-    page.get_by_text("demo-metrics-warmup", exact=True).first.click()
+    page.get_by_text("tiny-metrics-warmup", exact=True).first.click()
     for column in ("iteration", "train loss", "val loss", "lr", "tokens/s"):
         expect(page.get_by_role("columnheader", name=column, exact=True)).to_be_visible()
-    last = [row for row in monitored_run.rows if row["stage"] == "warmup"][-1]
-    expect(page.get_by_role("cell", name=str(last["val_loss"]), exact=True)).to_be_visible()
+    last = [row for row in eval_rows(trained_run) if row["stage"] == "warmup"][-1]
+    expect(page.get_by_role("cell", name=shown(last["val_loss"]), exact=True).first).to_be_visible()
     page.shot("metrics-table")
-
-
-def test_the_served_runs_artifacts_tab_shows_its_data_summary(page, prepared_run, prefect_server):
-    from playwright.sync_api import expect
-
-    open_run_tab(page, prefect_server, prepared_run.flow_run.id, "Artifacts")
-    page.shot("served-run-artifacts")
-    page.get_by_text("tiny-data-summary", exact=True).first.click(timeout=5_000)
-    expect(page.get_by_role("columnheader", name="train tokens")).to_be_visible()

@@ -1,0 +1,62 @@
+"""Mark a flow run Crashed when its process dies, so it can be retried (from the UI or `prefect flow-run retry`).
+
+A flow run whose process is killed cannot report its own end: the server keeps showing it Running, and
+Prefect refuses to retry a run that is not in a terminal state. Every running flow sends a heartbeat event
+(PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds apart); this automation, Prefect's documented recipe for such
+"zombie" runs, changes a run to Crashed once no heartbeat and no final state has arrived for `after_s`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture
+from prefect.client.schemas.objects import StateType
+
+AUTOMATION_NAME = "curriculum: mark flow runs without heartbeats as crashed"
+HEARTBEAT_S = 30  # Prefect's minimum
+DEFAULT_AFTER_S = 120  # four missed heartbeats
+
+
+def crash_automation(after_s: float) -> Automation:
+    return Automation(
+        name=AUTOMATION_NAME,
+        description=f"A curriculum flow run with no heartbeat for {after_s:.0f}s lost its process: mark it "
+        "Crashed so it can be retried; the retry resumes from the cache and the last checkpoint.",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": "curriculum"},
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=after_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {after_s:.0f}s: the process running this flow run died. Retry it to "
+                "resume: finished stages come from the cache, the interrupted one from its last checkpoint.",
+            )
+        ],
+    )
+
+
+def ensure_crash_automation(after_s: float = DEFAULT_AFTER_S) -> Automation:
+    """Create the automation, or replace an existing one of the same name whose window differs."""
+    wanted = crash_automation(after_s)
+    try:
+        existing = Automation.read(name=AUTOMATION_NAME)
+    except ValueError:  # Prefect's way of saying "no automation of that name"
+        return wanted.create()
+    if existing.trigger.within == wanted.trigger.within:
+        return existing
+    existing.delete()
+    return wanted.create()

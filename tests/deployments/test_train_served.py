@@ -1,0 +1,129 @@
+"""Training through `prefect deployment run`: named task runs, the artifacts of issue 5, and a crashed run retried.
+
+The crash test has a server of its own: it kills the serving process, and the shared one serves the other tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect_server import (
+    TRAIN_OVERRIDES,
+    api_client,
+    prefect_cli,
+    start_prefect_server,
+    start_serve,
+    trigger,
+    wait_for_run,
+    write_train_config,
+)
+
+STAGES = ("warmup", "books")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def task_runs_of(server, flow_run_id) -> dict:
+    with api_client(server) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name: run for run in runs}
+
+
+def test_a_served_training_run_completes_with_a_task_run_per_step_and_stage(trained_run, served):
+    assert trained_run.flow_run.state_name == "Completed"
+    assert trained_run.flow_run.name.startswith("tiny-train-")
+    task_runs = task_runs_of(served.server, trained_run.flow_run.id)
+    for stage in STAGES:
+        for step in ("fetch", "tokenize", "shard", "train"):
+            assert task_runs[f"{step}-{stage}"].state.is_completed(), sorted(task_runs)
+    assert (trained_run.out_dir / "final" / "model.safetensors").is_file()
+    assert (trained_run.out_dir / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_served_training_run_publishes_tables_progress_loss_curve_and_summary(trained_run, served):
+    with api_client(served.server) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[trained_run.flow_run.id])))
+    artifacts = {artifact.key: artifact for artifact in found}
+
+    summary = json.loads(artifacts["tiny-data-summary"].data)
+    assert [row["stage"] for row in summary] == list(STAGES)
+    assert all(row["train tokens"] > 0 and row["val tokens"] > 0 for row in summary)
+
+    for stage in STAGES:
+        assert artifacts[f"tiny-train-{stage}"].type == "progress"
+        assert artifacts[f"tiny-train-{stage}"].data == 100.0
+        metrics = json.loads(artifacts[f"tiny-metrics-{stage}"].data)
+        assert [row["stage iteration"] for row in metrics] == [4, 8, 12]
+        assert all(row["val loss"] > 0 and row["train loss"] > 0 and row["lr"] > 0 for row in metrics)
+
+    forgetting = json.loads(artifacts["tiny-forgetting"].data)
+    assert [row["after stage"] for row in forgetting] == list(STAGES)
+    assert forgetting[1]["val loss warmup"] > 0 and forgetting[1]["val loss books"] > 0
+
+    assert artifacts["tiny-loss-curve"].type == "markdown"
+    assert "](data:image/png;base64," in artifacts["tiny-loss-curve"].data
+    run_summary = artifacts["tiny-summary"].data
+    assert str(trained_run.out_dir / "final") in run_summary
+    assert "max_iters: 12" in run_summary  # the resolved config, overrides applied
+
+
+@pytest.fixture()
+def own_server():
+    server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-retry-server-")))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_run_whose_process_was_killed_is_marked_crashed_and_its_retry_resumes(own_server, trained_run, hub_mirror,
+                                                                                  tmp_path):
+    serve_args = ("--crash-after", "60")
+    env = {"CURRICULUM_HUB_MIRROR": str(hub_mirror)}
+    served = start_serve(own_server, tmp_path, env, args=serve_args)
+    config_path = write_train_config(tmp_path)
+    out_dir = tmp_path / "run"
+    flow_run_id, result = trigger(own_server, "curriculum/simple", config_path=str(config_path),
+                                  overrides={**TRAIN_OVERRIDES, "train.out_dir": str(out_dir)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        checkpoint = out_dir / "checkpoints" / "01-books" / "iter-0000002"
+        deadline = time.monotonic() + 240
+        while not checkpoint.exists():
+            assert time.monotonic() < deadline, served.log()[-3000:]
+            time.sleep(0.01)
+        # The serving process and the flow run's child process die together, mid-stage.
+        os.killpg(served.process.pid, signal.SIGKILL)
+        served.process.wait()
+        assert not (out_dir / "final").exists()
+
+        # No process is left to report the end: the heartbeat automation marks the run Crashed.
+        crashed = wait_for_run(own_server, flow_run_id, timeout=180)
+        assert crashed.state_name == "Crashed", crashed.state_name
+
+        again = tmp_path / "restarted"
+        again.mkdir()
+        served = start_serve(own_server, again, env, args=serve_args)
+        retry = prefect_cli(own_server, "flow-run", "retry", flow_run_id)
+        assert retry.returncode == 0, retry.stdout + retry.stderr
+        done = wait_for_run(own_server, flow_run_id, timeout=300, log=served.log_path)
+        assert done.state_name == "Completed", served.log()[-3000:]
+    finally:
+        served.stop()
+
+    log = served.log()
+    assert "Starting from: resuming at iteration" in log
+    assert "Starting from: fresh weights" not in log  # the warmup stage was not trained again
+    task_runs = task_runs_of(own_server, flow_run_id)
+    assert task_runs["train-warmup"].state.is_completed()
+    assert sha256(out_dir / "final" / "model.safetensors") == sha256(trained_run.out_dir / "final" / "model.safetensors")
