@@ -17,6 +17,7 @@ from curriculum.prepare import (
 )
 from curriculum.stages import CurriculumStage
 from data.config import DataConfig
+from data.hf_reader import HubUnreachable
 from data.web.config import ScrapeConfig
 from tasks.caching import keyed_by
 from tasks.monitor import prepare_progress
@@ -27,6 +28,12 @@ SHARD_CODE = ("data.split", "data.shards")
 # `run` (the run name) only names the progress artifacts: it is not part of any cache key.
 # Settings that change which documents a stage reads; the source's fingerprint covers its content.
 _FETCH_FIELDS = ("dataset_key", "n_items", "split", "text_field", "revision", "urls", "urls_file", "paths")
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """Only I/O is retried. A configuration error, or a hub that is unreachable with no mirror set (the
+    message says how to fix it), would fail the same way again."""
+    return isinstance(error, (ConnectionError, TimeoutError)) and not isinstance(error, HubUnreachable)
 
 
 def _fetch_identity(parameters: dict[str, Any]) -> Any:
@@ -45,8 +52,7 @@ def _fetch_identity(parameters: dict[str, Any]) -> Any:
     result_serializer="json",
     retries=2,
     retry_delay_seconds=[5, 30],
-    # Only I/O is retried: a configuration error would fail the same way again.
-    retry_condition_fn=lambda task, run, state: isinstance(state.result(raise_on_failure=False), (ConnectionError, TimeoutError)),
+    retry_condition_fn=lambda task, run, state: _worth_retrying(state.result(raise_on_failure=False)),
 )
 def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: str = "run") -> DocumentsRecord:
     progress = prepare_progress(run, stage.name, total=stage.n_items)
