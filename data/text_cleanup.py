@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import codecs
 import re
 from dataclasses import dataclass
 
-# Byte-order marks first: a BOM is the one certain statement a file makes about itself.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
+from data.extract.charset import sniff_bom
 
 
 class UndecodableText(ValueError):
@@ -29,9 +21,9 @@ class Decoded:
 
 def decode_text(raw: bytes) -> Decoded:
     """Decode a text file: BOM, else strict UTF-8, else cp1252 (a superset of ISO-8859-1's printable range)."""
-    for bom, encoding in _BOMS:
-        if raw.startswith(bom):
-            return Decoded(raw.decode(encoding), encoding, fallback=False)
+    encoding, bom_length = sniff_bom(raw)  # a BOM is the one certain statement a file makes about itself
+    if encoding:
+        return Decoded(raw[bom_length:].decode(encoding), encoding, fallback=False)
     if b"\0" in raw[:8192]:
         raise UndecodableText("NUL bytes without a UTF-16/32 byte-order mark: a binary file, not text")
     try:
