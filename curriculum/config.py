@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curriculum.stages import NAME_PATTERN, Curriculum
 from curriculum.train_config import TrainConfig
@@ -30,13 +30,27 @@ class RunConfig(Curriculum):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @model_validator(mode="after")
+    def _default_folders(self) -> RunConfig:
+        # Defaults that depend on the run's name, filled in once so every part receives a concrete path.
+        # Writing to __dict__ keeps them "unset": a dumped-and-reloaded config resolves them the same way.
+        if self.data.data_dir is None:
+            self.__dict__["data"] = self.data.model_copy(update={"data_dir": Path("out/data") / self.name})
+        if self.train.out_dir is None:
+            self.__dict__["train"] = self.train.model_copy(update={"out_dir": Path("out/runs") / self.name})
+        return self
+
     @property
     def curriculum(self) -> Curriculum:
         return Curriculum(stages=self.stages)
 
     @property
+    def data_dir(self) -> Path:
+        return Path(self.data.data_dir)  # type: ignore[arg-type]  (filled in by _default_folders)
+
+    @property
     def out_dir(self) -> Path:
-        return self.train.out_dir or Path("out/runs") / self.name
+        return Path(self.train.out_dir)  # type: ignore[arg-type]
 
 
 def load_run_config(

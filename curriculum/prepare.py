@@ -147,6 +147,11 @@ def fetch_stage(
             f"stage {stage.name!r} ({stage.dataset_key}) produced no documents "
             f"(skipped: {dict(report.counts) or 'none'}); check its source settings"
         )
+    if stage.n_items and summary.n_documents < stage.n_items:
+        report.note(
+            f"stage {stage.name!r}: n_items={stage.n_items:,} asked for, the source has {summary.n_documents:,} "
+            "documents after skips; all of them are used"
+        )
     sha256 = sha256_file(incoming)
     path = incoming.with_name(f"documents-{sha256[:16]}.parquet")
     incoming.replace(path)

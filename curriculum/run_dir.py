@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curriculum.stages import Curriculum
+from curriculum.stages import LOCATION_FIELDS, Curriculum
 from curriculum.train_config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
 from model.config import ModelConfig
@@ -35,10 +35,14 @@ class RunMismatchError(ValueError):
 
 def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict[str, Any]:
     """Everything that changes the trained weights: every stage, the resolved model shape, and the training
-    settings except bookkeeping (where to write, how often to evaluate or checkpoint, which device)."""
+    settings except bookkeeping (where to write, how often to evaluate or checkpoint, which device).
+
+    Where a stage's files live is left out: a moved checkout or data folder still resumes, and what the
+    files hold is checked anyway, by the shard checksums every checkpoint records."""
     model = model_cfg.with_block_size(curriculum.max_block_size)
     return {
-        "curriculum": {stage.name: stage.model_dump(mode="json") for stage in curriculum.stages},
+        "curriculum": {stage.name: stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS))
+                       for stage in curriculum.stages},
         "stage_order": [stage.name for stage in curriculum.stages],
         "model": model.model_dump(mode="json", exclude={"preset"}),
         "train": train_cfg.model_dump(mode="json", exclude=set(BOOKKEEPING_FIELDS)),
@@ -102,12 +106,21 @@ def check_run_dir(run_dir: Path, payload: dict[str, Any]) -> bool:
     return True
 
 
-def prepare_run_dir(run_dir: str | Path, fingerprint_payload: dict[str, Any], restart: bool = False) -> Path:
+def run_owner(run_dir: str | Path) -> str | None:
+    """Who created the folder (e.g. a workflow run id), as given to prepare_run_dir; None if not recorded."""
+    record = _read_run_file(Path(run_dir))
+    return record.get("owner") if record else None
+
+
+def prepare_run_dir(
+    run_dir: str | Path, fingerprint_payload: dict[str, Any], restart: bool = False, owner: str | None = None
+) -> Path:
     """Make `run_dir` ready for a run with these settings and return it.
 
     A new folder records the fingerprint in run.json. An existing folder with the same fingerprint is resumed;
     one with a different fingerprint is refused with the list of differences, unless `restart`, which moves
-    the old folder aside to `<run_dir>.old-<time>` (never deleting it) and starts a new one.
+    the old folder aside to `<run_dir>.old-<time>` (never deleting it) and starts a new one. `owner` is
+    recorded in a new folder's run.json (see run_owner).
     """
     run_dir = Path(run_dir)
     if restart and run_dir.exists():
@@ -126,6 +139,7 @@ def prepare_run_dir(run_dir: str | Path, fingerprint_payload: dict[str, Any], re
         "payload": fingerprint_payload,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "code_version": code_version(),
+        "owner": owner,
     }
     atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return run_dir

@@ -15,6 +15,8 @@ SOURCE_OPTIONS = {
     CUSTOM_SCRAPE: ("urls", "urls_file", "paths"),
 }
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Where a stage's input lives on this machine. Cache keys and run fingerprints use the content instead.
+LOCATION_FIELDS = ("files", "urls_file", "paths")
 
 
 def source_kind(dataset_key: str) -> str:

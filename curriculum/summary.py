@@ -17,11 +17,17 @@ def stage_header(index: int, total: int, stage: CurriculumStage) -> str:
     )
 
 
-def stage_data_summary(documents: DocumentsRecord, shards: ShardsRecord, cached: dict[str, bool]) -> str:
+def stage_data_summary(
+    documents: DocumentsRecord, shards: ShardsRecord, cached: dict[str, bool], n_items: int | None = None
+) -> str:
+    shortfall = (
+        f"; the source had fewer than n_items={n_items:,}" if n_items and documents.n_documents < n_items else ""
+    )
     skipped = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(documents.skipped.items())) or "none"
     steps = ", ".join(f"{step} {'cached' if hit else 'ran'}" for step, hit in cached.items())
     lines = [
-        f"  Documents: {documents.n_documents:,} ({shards.train_documents:,} train / {shards.val_documents:,} val)",
+        f"  Documents: {documents.n_documents:,} ({shards.train_documents:,} train / {shards.val_documents:,} val"
+        f"{shortfall})",
         f"  Tokens: {shards.train_tokens:,} train / {shards.val_tokens:,} val",
         f"  Skipped inputs: {skipped}",
         f"  Cache: {steps}",

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    data_dir: Path = Field(
-        Path("out/data"),
-        description="Where shards, intermediate files, caches and reports are written.",
+    data_dir: Path | None = Field(
+        None,
+        description="Where shards, intermediate files, caches and reports are written; default: "
+        "out/data/<curriculum name>, so two curricula never overwrite each other's shards.",
     )
     tokenizer: str = Field("r50k_base", description="tiktoken encoding name (r50k_base is GPT-2's BPE).")
     hub_mirror: Path | None = Field(
@@ -22,7 +23,8 @@ class DataConfig(BaseModel):
     )
     val_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of documents held out for validation.")
     min_val_windows: PositiveInt = Field(
-        4, description="Validation must hold at least this many block_size+1 windows (one eval batch)."
+        8, description="Validation holds at least this many block_size+1 windows: one eval batch at the default "
+        "train.batch_size (8)."
     )
     seed: int = Field(1337, description="Seed of the document-level train/val split.")
     threads: int = Field(0, ge=0, description="Tokenizer threads; 0 uses every core.")

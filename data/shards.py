@@ -32,7 +32,10 @@ MAGIC = b"CGPTTOK\0"
 FORMAT_VERSION = 1
 HEADER_BYTES = 4096
 _PREFIX = struct.Struct("<8sII")
-PREPARE_HINT = "re-run data preparation to regenerate it: python flows/curriculum.py --type <type> --prepare-only"
+PREPARE_HINT = (
+    "re-run data preparation to regenerate it: python flows/curriculum.py --type <type> (or --config FILE.yaml) "
+    "--prepare-only, with the same --data-dir and --set options as the run"
+)
 
 
 class ShardError(ValueError):

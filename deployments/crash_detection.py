@@ -14,8 +14,10 @@ from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Po
 from prefect.client.schemas.objects import StateType
 
 AUTOMATION_NAME = "curriculum: mark flow runs without heartbeats as crashed"
-HEARTBEAT_S = 30  # Prefect's minimum
-DEFAULT_AFTER_S = 120  # four missed heartbeats
+HEARTBEAT_S = 30  # Prefect's minimum; what our flow runs use (serve.py, prefect.yaml and the CLI set it)
+# Ten minutes: more than three missed heartbeats even at Prefect's default interval (180 s), so a healthy run
+# of this flow started some other way (with other settings) is never marked Crashed.
+DEFAULT_AFTER_S = 600
 
 
 def crash_automation(after_s: float) -> Automation:

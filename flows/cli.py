@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any, Callable, Sequence
 
-from curriculum.config import ConfigError, parse_override, load_run_config
+from curriculum.checkpoints import CheckpointError
+from curriculum.config import ConfigError, load_run_config, parse_override
 from curriculum.presets import PRESETS
+from curriculum.run_dir import RunMismatchError
+from data.hf_reader import HubUnreachable
+from data.shards import ShardError
+from data.split import SplitTooSmall
+from data.web.urls import ScrapeError
+
+# Errors a user can cause and fix: their messages say what to do, so the CLI ends with the message alone
+# (Prefect has logged the traceback above it).
+USER_ERRORS = (
+    ConfigError, RunMismatchError, CheckpointError, ShardError, SplitTooSmall, HubUnreachable, ScrapeError,
+    FileNotFoundError, FileExistsError,
+)
 
 EPILOG = """
 examples:
@@ -68,5 +82,9 @@ def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    flow(**parameters)
+    try:
+        flow(**parameters)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -17,8 +17,11 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _flows_dir]
     sys.path.insert(0, str(_flows_dir.parent))
 
-# Our packages log with the standard library; this lets Prefect forward them to the run's logs in the UI.
+# Before Prefect loads its settings (when run as a script; serve.py and prefect.yaml set the same for theirs):
+# our packages log with the standard library, and this lets Prefect forward them to the run's logs in the UI;
+# heartbeats every 30 s let deployments/crash_detection.py tell a dead run from a live one.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "curriculum,data,model,tasks")
+os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
 # Honour DO_NOT_TRACK in the temporary server a local run starts, too.
 if os.environ.get("DO_NOT_TRACK"):
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -32,7 +35,14 @@ from prefect.runtime import flow_run  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
-from curriculum.run_dir import code_version, prepare_run_dir, read_metrics, run_fingerprint  # noqa: E402
+from curriculum.run_dir import (  # noqa: E402
+    check_run_dir,
+    code_version,
+    prepare_run_dir,
+    read_metrics,
+    run_fingerprint,
+    run_owner,
+)
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from tasks.cached import run_cached  # noqa: E402
@@ -58,7 +68,7 @@ def run_name() -> str:
     return f"{name}-{action}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-@flow(name="curriculum", flow_run_name=run_name, validate_parameters=True)
+@flow(name="curriculum", flow_run_name=run_name, validate_parameters=True, log_prints=True)
 def curriculum(
     type: CurriculumType = "simple",
     config_path: str | None = None,
@@ -79,11 +89,12 @@ def curriculum(
     """
     config = load_run_config(type=type, config_path=config_path, overrides=overrides)
     resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
+    restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
     shards = prepare_stages(config)
     summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
     if prepare_only:
         return summary
-    run_dir = open_run_dir(config, resume=resume, restart=restart)
+    run_dir = prepare_run_dir(config.out_dir.resolve(), fingerprint(config), restart=restart, owner=flow_run.get_id())
     results = train_stages(config, shards, run_dir)
     publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
@@ -92,19 +103,42 @@ def curriculum(
     return summary
 
 
+def fingerprint(config: RunConfig) -> dict[str, Any]:
+    return run_fingerprint(config.curriculum, config.model, config.train)
+
+
+def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
+    """Refuse a run folder of other settings before any data is prepared; returns whether to restart.
+
+    A retry of the flow run that created the folder (after a crash) always resumes it: its `restart` or
+    `resume=False` were meant for the folder it found, not for the one it made itself.
+    """
+    run_dir = config.out_dir.resolve()
+    if run_owner(run_dir) == flow_run.get_id():
+        return False
+    if not resume and not restart and (run_dir / "checkpoints").is_dir():
+        raise FileExistsError(
+            f"run folder {run_dir} holds checkpoints of an earlier run and resume=False; resume it (the default), "
+            "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
+        )
+    if not restart:
+        check_run_dir(run_dir, fingerprint(config))
+    return restart
+
+
 def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
     """fetch -> tokenize -> shard for every stage, each step from the cache when its input is unchanged."""
     rows, shards = [], []
     for index, stage in enumerate(config.stages):
         print(stage_header(index, len(config.stages), stage), flush=True)
-        data_dir = config.data.data_dir
+        data_dir = config.data_dir
         documents, fetched = run_cached(
             fetch, data_dir, stage=stage, data=config.data, scrape=config.scrape, run=config.name
         )
         tokens, tokenized = run_cached(tokenize, data_dir, documents=documents, data=config.data, run=config.name)
         record, sharded = run_cached(shard, data_dir, tokens=tokens, stage=stage, data=config.data)
         cached = {"fetch": fetched, "tokenize": tokenized, "shard": sharded}
-        print(stage_data_summary(documents, record, cached), flush=True)
+        print(stage_data_summary(documents, record, cached, stage.n_items), flush=True)
         get_run_logger().info(
             "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
             stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
@@ -115,16 +149,6 @@ def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
         shards.append(record)
     publish_data_summary(config.name, rows)
     return shards
-
-
-def open_run_dir(config: RunConfig, *, resume: bool, restart: bool) -> Path:
-    run_dir = config.out_dir.resolve()
-    if not resume and not restart and (run_dir / "checkpoints").is_dir():
-        raise FileExistsError(
-            f"run folder {run_dir} holds checkpoints of an earlier run and resume=False; resume it (the default), "
-            "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
-        )
-    return prepare_run_dir(run_dir, run_fingerprint(config.curriculum, config.model, config.train), restart=restart)
 
 
 def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> list[StageResult]:

@@ -26,8 +26,9 @@ FETCH_CODE = ("curriculum.prepare", "data.documents", "data.hf_reader", "data.te
 TOKENIZE_CODE = ("data.tokenize", "data.shards")
 SHARD_CODE = ("data.split", "data.shards")
 # `run` (the run name) only names the progress artifacts: it is not part of any cache key.
-# Settings that change which documents a stage reads; the source's fingerprint covers its content.
-_FETCH_FIELDS = ("dataset_key", "n_items", "split", "text_field", "revision", "urls", "urls_file", "paths")
+# Settings that change which documents a stage reads. Where the input lives (a folder given as the
+# dataset_key, files, paths) is not among them: the source's fingerprint hashes what the files hold.
+_FETCH_FIELDS = ("n_items", "split", "text_field", "revision")
 
 
 def _worth_retrying(error: BaseException) -> bool:
@@ -41,7 +42,7 @@ def _fetch_identity(parameters: dict[str, Any]) -> Any:
     fingerprint = make_reader(stage, parameters["data"], parameters["scrape"]).fingerprint()
     if fingerprint is None:
         return None  # a crawl: fetch always runs; tokenize caches on the fetched content instead
-    return [stage.model_dump(mode="json", include=set(_FETCH_FIELDS)), fingerprint]
+    return [stage.source_kind, stage.model_dump(mode="json", include=set(_FETCH_FIELDS)), fingerprint]
 
 
 @task(
@@ -57,6 +58,7 @@ def _fetch_identity(parameters: dict[str, Any]) -> Any:
 def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: str = "run") -> DocumentsRecord:
     progress = prepare_progress(run, stage.name, total=stage.n_items)
     documents = fetch_stage(stage, make_reader(stage, data, scrape), data, on_progress=progress.update)
+    progress.update(documents.n_documents, total=documents.n_documents)  # n_items is a cap, not a promise
     progress.finish(f"fetched {documents.n_documents:,} documents")
     return documents
 
@@ -71,6 +73,7 @@ def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: s
 def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> TokensRecord:
     progress = prepare_progress(run, documents.stage, total=documents.n_documents)
     tokens = tokenize_stage(documents, data, on_progress=progress.update)
+    progress.update(tokens.n_documents)
     progress.finish(f"tokenized {tokens.n_documents:,} documents, {tokens.n_tokens:,} tokens")
     return tokens
 
@@ -80,7 +83,7 @@ def _shard_identity(parameters: dict[str, Any]) -> Any:
     stage: CurriculumStage = parameters["stage"]
     data: DataConfig = parameters["data"]
     return [
-        tokens.sha256, tokens.index_sha256, stage.shard_name, stage.dataset_key, stage.block_size,
+        tokens.sha256, tokens.index_sha256, stage.shard_name, stage.source_kind, stage.block_size,
         data.model_dump(mode="json", include={"val_fraction", "min_val_windows", "seed"}),
     ]
 

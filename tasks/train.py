@@ -51,6 +51,7 @@ def _train_identity(parameters: dict[str, Any]) -> Any:
     cache_key_fn=keyed_by(_train_identity, *TRAIN_CODE),
     persist_result=True,
     result_serializer="json",
+    log_prints=True,  # the stage transition messages reach the run's logs in the UI too
 )
 def train(
     stage_name: str,

@@ -296,7 +296,7 @@ def prepared_run(served: Served) -> PreparedRun:
     return _prepared
 
 
-# A two-stage curriculum small enough to train in seconds on a CPU: the training runs of the served flow.
+# A three-stage curriculum small enough to train in seconds on a CPU: the training runs of the served flow.
 TRAIN_CONFIG = """\
 stages:
   - name: warmup
@@ -307,6 +307,11 @@ stages:
   - name: books
     dataset_key: local-files
     files: [{book}]
+    block_size: 64
+    n_epochs: 1
+  - name: web
+    dataset_key: custom-scrape
+    paths: [{web}]
     block_size: 64
     n_epochs: 1
 data:
@@ -335,10 +340,19 @@ class TrainedRun:
     seconds: float
 
 
+# Saved pages for the web stage (read through the same extraction as fetched ones): real articles, plus one
+# PDF with a password, which the crawl report must list as skipped.
+WEB_PAGES = ("html/trafilatura/en.wikipedia.org.tsne.html", "html/trafilatura/blog.python.org.html",
+             "html/readability/ars-1.html", "html/readability/bbc-1.html", "pdf/pypdf-encrypted-file.pdf")
+
+
 def write_train_config(folder: Path) -> Path:
-    book = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")) / "corpora" / "books"
+    corpora = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")) / "corpora"
     config_path = folder / "tiny.yaml"
-    config_path.write_text(TRAIN_CONFIG.format(book=book / "paine_common-sense_pg147.txt", data_dir=folder / "data"))
+    config_path.write_text(TRAIN_CONFIG.format(
+        book=corpora / "books" / "paine_common-sense_pg147.txt", data_dir=folder / "data",
+        web=", ".join(str(corpora / "web" / page) for page in WEB_PAGES),
+    ))
     return config_path
 
 
@@ -347,7 +361,7 @@ _trained: TrainedRun | None = None
 
 @pytest.fixture(scope="session")
 def trained_run(served: Served) -> TrainedRun:
-    """curriculum/simple with a two-stage YAML and overrides through parameters: prepared and trained once."""
+    """curriculum/simple with a three-stage YAML and overrides through parameters: prepared and trained once."""
     global _trained
     if _trained is None:
         folder = Path(tempfile.mkdtemp(prefix="trained-run-"))

@@ -48,7 +48,7 @@ def test_missing_shard_names_the_file_and_the_prepare_command(kit, run_copy, dat
         _train(kit, curriculum, data_copy, run_copy)
     message = str(error.value)
     assert str(data_copy / "train_books_pretrain.bin") in message
-    assert "python flows/curriculum.py --type <type> --prepare-only" in message
+    assert "python flows/curriculum.py --type <type> (or --config FILE.yaml) --prepare-only" in message
     assert kit.tree_hashes(run_copy) == before
 
     shutil.copy(shard_dir / "train_books_pretrain.bin", data_copy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pyarrow.parquet as pq
@@ -48,9 +49,15 @@ def test_save_to_disk_folder(shared):
     assert len(reader.fingerprint()) == 64
 
 
-def test_fingerprint_is_stable_and_content_based(hub_mirror):
-    first = HuggingFaceReader(TINY, n_items=10, mirror=hub_mirror).fingerprint()
-    assert first == HuggingFaceReader(TINY, n_items=10, mirror=hub_mirror).fingerprint()
+def test_fingerprint_follows_content_not_location(hub_mirror, tmp_path):
+    original = HuggingFaceReader(TINY, n_items=10, mirror=hub_mirror).fingerprint()
+    copy = tmp_path / "mirror"
+    shutil.copytree(hub_mirror / TINY, copy / TINY)
+    assert HuggingFaceReader(TINY, n_items=10, mirror=copy).fingerprint() == original
+    validation = next((copy / TINY / "data").glob("validation-*.parquet"))
+    table = pq.read_table(validation)
+    pq.write_table(table.slice(0, table.num_rows - 1), validation)  # one story fewer
+    assert HuggingFaceReader(TINY, n_items=10, mirror=copy).fingerprint() != original
 
 
 def test_unknown_text_field_lists_columns(hub_mirror):

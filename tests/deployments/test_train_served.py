@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect_server import (
+    ROOT,
     TRAIN_OVERRIDES,
     api_client,
     prefect_cli,
@@ -26,7 +29,7 @@ from prefect_server import (
     write_train_config,
 )
 
-STAGES = ("warmup", "books")
+STAGES = ("warmup", "books", "web")
 
 
 def sha256(path: Path) -> str:
@@ -68,13 +71,38 @@ def test_a_served_training_run_publishes_tables_progress_loss_curve_and_summary(
 
     forgetting = json.loads(artifacts["tiny-forgetting"].data)
     assert [row["after stage"] for row in forgetting] == list(STAGES)
-    assert forgetting[1]["val loss warmup"] > 0 and forgetting[1]["val loss books"] > 0
+    assert all(forgetting[2][f"val loss {stage}"] > 0 for stage in STAGES)
+    assert forgetting[0]["val loss books"] is None  # not trained yet after warmup
+
+    for stage in STAGES:  # fetching and tokenizing progress, per stage
+        assert artifacts[f"tiny-prepare-{stage}"].type == "progress"
+        assert artifacts[f"tiny-prepare-{stage}"].data == 100.0
+
+    crawl = {row["item"].rsplit("/", 1)[-1]: row for row in json.loads(artifacts["tiny-crawl-web"].data)}
+    assert crawl["pypdf-encrypted-file.pdf"]["status"] == "skipped"
+    assert crawl["pypdf-encrypted-file.pdf"]["reason"] == "encrypted"
+    assert crawl["bbc-1.html"]["status"] == "ok" and crawl["bbc-1.html"]["chars"] > 1000
 
     assert artifacts["tiny-loss-curve"].type == "markdown"
     assert "](data:image/png;base64," in artifacts["tiny-loss-curve"].data
     run_summary = artifacts["tiny-summary"].data
     assert str(trained_run.out_dir / "final") in run_summary
     assert "max_iters: 12" in run_summary  # the resolved config, overrides applied
+
+
+def test_a_cli_run_of_the_same_config_finds_everything_in_the_served_runs_cache(trained_run, served):
+    """Served and CLI runs share caches; re-reading an unchanged web stage leaves tokenize and train cached."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "curriculum.py"), "--config", str(trained_run.config_path),
+         "--out-dir", str(trained_run.out_dir), *(f"--set={k}={v}" for k, v in TRAIN_OVERRIDES.items())],
+        capture_output=True, text=True, env=served.server.env(CURRICULUM_HUB_MIRROR=os.environ.get(
+            "CURRICULUM_HUB_MIRROR", str(ROOT.parent / "shared" / "hub"))), cwd=ROOT.parent, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    cache = [line.split("Cache:", 1)[1].strip() for line in output.splitlines() if "Cache:" in line]
+    assert cache == ["fetch cached, tokenize cached, shard cached"] * 2 + ["fetch ran, tokenize cached, shard cached"]
+    assert output.count("finished earlier (cached)") == 3
 
 
 @pytest.fixture()
