@@ -62,3 +62,25 @@ def ensure_crash_automation(after_s: float = DEFAULT_AFTER_S) -> Automation:
         return existing
     existing.delete()
     return wanted.create()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python deployments/crash_detection.py [--after SECONDS]`: install the automation (workers' route)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python deployments/crash_detection.py",
+        description="Install the automation that marks curriculum runs without heartbeats as Crashed "
+        "(deployments/serve.py installs it itself).",
+    )
+    parser.add_argument("--after", type=float, default=DEFAULT_AFTER_S, metavar="SECONDS",
+                        help=f"seconds without a heartbeat (default {DEFAULT_AFTER_S:.0f}, at least {2 * HEARTBEAT_S})")
+    args = parser.parse_args(argv)
+    if args.after < 2 * HEARTBEAT_S:
+        parser.error(f"--after must be at least {2 * HEARTBEAT_S} seconds (two heartbeats), got {args.after}")
+    automation = ensure_crash_automation(args.after)
+    print(f"automation {automation.name!r} active: runs without a heartbeat for {args.after:.0f}s become Crashed")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +16,7 @@ SHARED = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")).resol
 
 # Before anything imports Prefect: it creates its home folder on import.
 _prefect_home = tempfile.mkdtemp(prefix="prefect-home-")
+atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
 os.environ["PREFECT_HOME"] = _prefect_home
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

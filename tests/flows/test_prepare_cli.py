@@ -53,11 +53,12 @@ def project(tmp_path, books, hub_mirror):
             "env": {"CURRICULUM_HUB_MIRROR": str(hub_mirror)}}
 
 
-def prepare(project) -> subprocess.CompletedProcess:
+def prepare(project) -> str:
+    """The output of a prepare run (the flow's reports go through Prefect's run logger, to stderr)."""
     result = run_cli("--config", str(project["config"]), "--prepare-only", "--data-dir", str(project["data"]),
                      env_extra=project["env"])
     assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return result.stdout + result.stderr
 
 
 def cache_lines(output: str) -> list[str]:
@@ -65,7 +66,7 @@ def cache_lines(output: str) -> list[str]:
 
 
 def test_prepare_runs_then_everything_is_cached_then_only_the_edited_stage_reruns(project):
-    first = prepare(project).stdout
+    first = prepare(project)
     for expected in ("[Stage 1/2] warmup", "Dataset: roneneldan/TinyStories", "Block size: 64", "Items: 300",
                      "[Stage 2/2] books", "Documents: ", "Tokens: ", "Skipped inputs: none",
                      "✓ Stage 'warmup' dataset created", "✓ Stage 'books' dataset created"):
@@ -76,13 +77,13 @@ def test_prepare_runs_then_everything_is_cached_then_only_the_edited_stage_rerun
             assert read_shard(project["data"] / f"{split}_{stage}_pretrain.bin").n_tokens > 0
 
     # A second process finds every step in the cache.
-    assert cache_lines(prepare(project).stdout) == ["Cache: fetch cached, tokenize cached, shard cached"] * 2
+    assert cache_lines(prepare(project)) == ["Cache: fetch cached, tokenize cached, shard cached"] * 2
 
     # A change in a file's Gutenberg footer re-reads the files, but the documents are the same:
     # everything downstream stays cached, because keys hash content, not files.
     with open(project["books"] / BOOKS[0], "a", encoding="utf-8") as handle:
         handle.write("\n\nA line after the licence, added by the test.\n")
-    assert cache_lines(prepare(project).stdout) == [
+    assert cache_lines(prepare(project)) == [
         "Cache: fetch cached, tokenize cached, shard cached",
         "Cache: fetch ran, tokenize cached, shard cached",
     ]
@@ -90,7 +91,7 @@ def test_prepare_runs_then_everything_is_cached_then_only_the_edited_stage_rerun
     # Editing the text of one local file re-runs only that stage.
     alice = project["books"] / BOOKS[1]
     alice.write_text(alice.read_text(encoding="utf-8-sig").replace("Rabbit-Hole", "Rabbit Burrow"), encoding="utf-8")
-    assert cache_lines(prepare(project).stdout) == [
+    assert cache_lines(prepare(project)) == [
         "Cache: fetch cached, tokenize cached, shard cached",
         "Cache: fetch ran, tokenize ran, shard ran",
     ]
@@ -103,7 +104,7 @@ def test_prepare_runs_then_everything_is_cached_then_only_the_edited_stage_rerun
     train_books.write_bytes(bytes(raw))
     with pytest.raises(ShardError):
         read_shard(train_books)
-    assert cache_lines(prepare(project).stdout) == ["Cache: fetch cached, tokenize cached, shard ran"] * 2
+    assert cache_lines(prepare(project)) == ["Cache: fetch cached, tokenize cached, shard ran"] * 2
     read_shard(train_books)
 
 
@@ -113,6 +114,7 @@ def test_sigkill_mid_write_leaves_no_acceptable_partial_file(project):
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--config", str(project["config"]), "--prepare-only", "--data-dir", str(data)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes its temporary Prefect server too
     )
     # Kill the moment a shard is being written (its temporary file exists).
     deadline = time.monotonic() + 120
@@ -121,7 +123,7 @@ def test_sigkill_mid_write_leaves_no_acceptable_partial_file(project):
             break
         time.sleep(0.001)
     assert process.poll() is None, "prepare finished before a shard write was caught"
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     leftovers = [p for p in data.iterdir() if ".tmp-" in p.name]
     assert leftovers, "the kill should have interrupted a write"

@@ -63,7 +63,7 @@ def run(setup, out_dir: Path, *extra: str) -> str:
     result = subprocess.run(command(setup, out_dir, *extra), capture_output=True, text=True, env=setup["env"],
                             timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + result.stderr  # the flow's reports go through Prefect's run logger, to stderr
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +98,15 @@ def test_deleting_last_stage_checkpoints_retrains_only_that_stage(setup, referen
 def test_killed_run_resumes_to_identical_weights(setup, reference):
     _, final = reference
     out = setup["base"] / "killed"
+    # Its own process group: the kill takes the run's temporary Prefect server too.
     process = subprocess.Popen(command(setup, out), env=setup["env"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     target = out / "checkpoints" / "01-books" / "iter-0000002"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and not target.exists():
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be killed mid-stage"
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "final").exists()
     output = run(setup, out)
