@@ -79,16 +79,19 @@ def write_documents(
     n_items: int | None = None,
     rows_per_group: int = 2048,
     on_progress: Callable[[int], None] | None = None,
+    chars_per_group: int = 16_000_000,
 ) -> DocumentsSummary:
     """Stream documents into a Parquet file (id, text), at most `n_items`, in bounded memory.
 
-    The file appears at `path` only when complete; `on_progress(documents so far)` follows each row group.
+    A row group closes at `rows_per_group` documents or `chars_per_group` characters, whichever comes
+    first: readers (the tokenizer) take a row group at a time. The file appears at `path` only when
+    complete; `on_progress(documents so far)` follows each row group.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(path)
     tmp = tmp_path_for(path)
-    n_docs = n_chars = 0
+    n_docs = n_chars = group_chars = 0
     ids: list[str] = []
     texts: list[str] = []
     try:
@@ -100,9 +103,10 @@ def write_documents(
                 texts.append(doc.text)
                 n_docs += 1
                 n_chars += len(doc.text)
-                if len(ids) >= rows_per_group:
+                group_chars += len(doc.text)
+                if len(ids) >= rows_per_group or group_chars >= chars_per_group:
                     writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
-                    ids, texts = [], []
+                    ids, texts, group_chars = [], [], 0
                     if on_progress:
                         on_progress(n_docs)
             if ids:

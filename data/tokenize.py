@@ -14,16 +14,15 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from data.atomic import atomic_open
-from data.documents import read_document_batches
-from data.shards import ShardWriter
+from data.shards import ShardWriter, dtype_for_vocab
 
 EOT_TEXT = "<|endoftext|>"
-CHUNK_DOCS = 512
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,12 @@ class TokenizeSummary:
     sha256: str
 
 
-def _encode_chunk(encoding, ids: list[str], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens of every text, each followed by end-of-text, and the documents' split keys."""
+def _encode_chunk(encoding, ids: list[str], texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens of every text, each followed by end-of-text; where each document ends; its split key).
+
+    Runs on a worker thread: besides encoding, the conversions here (numpy releases the GIL on large
+    arrays) keep the writer thread free to only hash and write.
+    """
     if any(EOT_TEXT in text for text in texts):
         # A document that contains the literal marker must keep it as ordinary text: encode one by one.
         parts = [np.append(np.asarray(encoding.encode_ordinary(t), np.uint32), encoding.eot_token) for t in texts]
@@ -73,7 +76,10 @@ def _encode_chunk(encoding, ids: list[str], texts: list[str]) -> tuple[np.ndarra
     else:
         joined = EOT_TEXT.join(texts) + EOT_TEXT
         tokens = encoding.encode_to_numpy(joined, allowed_special={EOT_TEXT}).astype(np.uint32, copy=False)
-    return tokens, _doc_keys(ids)
+    ends = np.flatnonzero(tokens == encoding.eot_token) + 1
+    if ends.size != len(texts):
+        raise RuntimeError(f"tokenizer produced {ends.size} documents for {len(texts)} texts")
+    return tokens.astype(dtype_for_vocab(encoding.n_vocab)), ends, _doc_keys(ids)
 
 
 def _doc_keys(ids: list[str]) -> np.ndarray:
@@ -84,9 +90,11 @@ def _doc_keys(ids: list[str]) -> np.ndarray:
     )
 
 
-def _chunks(docs_path: Path) -> Iterator[tuple[list[str], list[str]]]:
-    for batch in read_document_batches(docs_path, batch_size=CHUNK_DOCS):
-        yield batch["id"], batch["text"]
+def _encode_row_group(encoding, docs_path: Path, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read one row group of the documents file and encode it: reading happens on the workers too, so
+    the decompression and the conversion to Python strings are spread over the cores as well."""
+    table = pq.ParquetFile(docs_path).read_row_group(index, columns=["id", "text"])
+    return _encode_chunk(encoding, table.column("id").to_pylist(), table.column("text").to_pylist())
 
 
 def tokenize_documents(
@@ -100,32 +108,31 @@ def tokenize_documents(
 ) -> TokenizeSummary:
     """Write all documents' tokens to `tokens_path` (shard format) and `index_path` (.npz: ends, keys).
 
-    `on_progress(documents so far)` follows each chunk."""
+    The documents file's row groups are the units of work (write_documents bounds their size); a few of
+    them are in flight at a time, so memory stays flat whatever the dataset size. `on_progress(documents
+    so far)` follows each row group."""
     encoding = get_encoding(tokenizer)
     info = Tokenizer(tokenizer, encoding.n_vocab, encoding.eot_token)
     threads = threads or os.cpu_count() or 1
     ends: list[np.ndarray] = []
     keys: list[np.ndarray] = []
-    offset = 0
+    offset = n_docs = 0
     with ShardWriter(tokens_path, info.vocab_size) as writer, ThreadPoolExecutor(threads) as pool:
-        # A bounded window of chunks in flight keeps memory flat whatever the dataset size.
         pending: collections.deque[Future] = collections.deque()
 
         def drain_one() -> None:
-            nonlocal offset
-            tokens, doc_keys = pending.popleft().result()
-            doc_ends = np.flatnonzero(tokens == info.eot_token) + 1
-            if doc_ends.size != doc_keys.size:
-                raise RuntimeError(f"tokenizer produced {doc_ends.size} documents for {doc_keys.size} in {docs_path}")
+            nonlocal offset, n_docs
+            tokens, doc_ends, doc_keys = pending.popleft().result()
             writer.write(tokens)
             ends.append(doc_ends + offset)
             keys.append(doc_keys)
             offset += tokens.size
+            n_docs += doc_keys.size
             if on_progress:
-                on_progress(sum(chunk.size for chunk in ends))
+                on_progress(n_docs)
 
-        for ids, texts in _chunks(Path(docs_path)):
-            pending.append(pool.submit(_encode_chunk, encoding, ids, texts))
+        for index in range(pq.ParquetFile(docs_path).num_row_groups):
+            pending.append(pool.submit(_encode_row_group, encoding, Path(docs_path), index))
             if len(pending) >= 2 * threads:
                 drain_one()
         while pending:
