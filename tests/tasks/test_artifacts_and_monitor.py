@@ -149,12 +149,12 @@ def test_an_unreachable_api_is_logged_once_and_the_work_goes_on(prefect_server, 
                 progress.update(it)
             progress.finish()
 
-    with caplog.at_level(logging.WARNING, logger="tasks.monitor"):
+    with caplog.at_level(logging.WARNING, logger="tasks.artifacts"):
         worker = threading.Thread(target=train_loop)
         worker.start()
         worker.join(timeout=60)
     assert not worker.is_alive()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.monitor"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.artifacts"]
     assert len(warnings) == 1 and "could not publish the progress artifact 'monitor-api-down'" in warnings[0]
     with api_client(prefect_server) as client:
         [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-api-down"])))

@@ -1,0 +1,293 @@
+"""One stage's training session: the loop, evaluation and checkpoint writing (curriculum.trainer drives it)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from curriculum import resume
+from curriculum.batches import TrainWindows, eval_window_ids, windows_to_batch
+from curriculum.checkpoints import (
+    END,
+    Checkpoint,
+    load_checkpoint,
+    prune_in_stage,
+    restore_rng,
+    save_checkpoint,
+    stage_dir,
+)
+from curriculum.device import Runtime
+from curriculum.faults import pause_point
+from curriculum.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
+from curriculum.schedule import StagePlan, StageSchedule
+from curriculum.stages import Curriculum
+from curriculum.train_config import TrainConfig
+from curriculum.train_events import CheckpointInfo, StepInfo, TrainHooks
+from data.shards import Shard
+from model.config import ModelConfig
+from model.gpt import GPT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageRun:
+    """The state of one stage's training session: the loop, evaluation and checkpoint writing."""
+
+    curriculum: Curriculum
+    plan: StagePlan
+    cfg: TrainConfig
+    runtime: Runtime
+    run_dir: Path
+    shards: dict[str, Shard]
+    payload: dict[str, Any]
+    expect_tokenizer: dict[str, Any]
+    start_weights_sha256: str | None  # of the previous stage's end checkpoint: the lineage of ours
+    card: dict[str, Any]  # config.json of the checkpoints
+    hooks: TrainHooks
+    # set by restore():
+    model: GPT = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+    iter_base: int = field(init=False)  # iterations of the run before this stage
+    progress: dict[str, Any] = field(init=False)  # loss sums since the last eval, stage seconds: checkpointed
+
+    @property
+    def folder(self) -> Path:
+        return stage_dir(self.run_dir, self.plan.stage_index, self.plan.stage)
+
+    def restore(
+        self, model_cfg: ModelConfig, vocab_size: int, checkpoint: Checkpoint | None, start: Checkpoint | None
+    ) -> str:
+        """Build model and optimizer and load the state training continues from; says where that is."""
+        cfg, device = self.cfg, self.runtime.torch_device
+        torch.manual_seed(cfg.seed)  # the initial weights of stage 0 come from the seed
+        self.model = GPT(model_cfg, vocab_size).to(device)
+        self.optimizer = self.model.configure_optimizer(
+            cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.runtime.dtype == "float16")
+        if checkpoint is not None:
+            load_checkpoint(checkpoint, self.model, self.optimizer)
+            restore_rng(checkpoint)
+            if checkpoint.state["scaler"]:
+                self.scaler.load_state_dict(checkpoint.state["scaler"])
+            resume.warn_if_runtime_changed(checkpoint, self.runtime.to_json())
+            self.progress = dict(checkpoint.state["progress"])
+            self.iter_base = checkpoint.state["iter_num"] - checkpoint.state["stage_iter"]
+            done = checkpoint.state["stage_iter"]
+            return f"resuming at iteration {done:,}/{self.plan.total_iters:,} ({checkpoint.path})"
+        # Dropout's random stream of each stage starts from the seed, wherever the previous stage ran.
+        torch.manual_seed(_stage_seed(cfg.seed, self.plan.stage_index))
+        self.progress = {"loss_sum": 0.0, "loss_count": 0, "seconds": 0.0, "train_loss": math.nan}
+        if start is None:
+            self.iter_base = 0
+            return f"fresh weights (seed {cfg.seed})"
+        load_checkpoint(start, self.model, self.optimizer)
+        self.iter_base = start.state["iter_num"]
+        return f"the end of stage {start.state['stage']!r} ({start.path})"
+
+    def train(self, start_iter: int, schedule: StageSchedule) -> Checkpoint:
+        """Iterations start_iter+1 .. total_iters, evaluations, checkpoints; returns the stage-end checkpoint."""
+        plan, cfg = self.plan, self.cfg
+        windows = TrainWindows(
+            self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index
+        )
+        # torch.compile wraps the module; checkpoints read and write the plain one (self.model).
+        net = torch.compile(self.model) if self.runtime.compile else self.model
+        net.train()
+        window_tokens, window_seconds, lr = 0, 0.0, schedule.lr(start_iter)
+        for it in range(start_iter, plan.total_iters):
+            t0 = time.perf_counter()
+            lr = schedule.lr(it)
+            loss, data_seconds = train_step(net, self.optimizer, self.scaler, windows, it, lr, cfg, self.runtime)
+            seconds = time.perf_counter() - t0
+            done = it + 1
+            self.progress["loss_sum"] += loss
+            self.progress["loss_count"] += 1
+            self.progress["seconds"] += seconds
+            window_tokens += plan.tokens_per_iter
+            window_seconds += seconds
+            if self.hooks.on_step:
+                self.hooks.on_step(
+                    StepInfo(
+                        stage=plan.stage,
+                        stage_index=plan.stage_index,
+                        stage_iter=done,
+                        total_iters=plan.total_iters,
+                        iter_num=self.iter_base + done,
+                        loss=loss,
+                        lr=lr,
+                        tokens_per_s=plan.tokens_per_iter / seconds,
+                        step_seconds=seconds,
+                        data_seconds=data_seconds,
+                    )
+                )
+            if done == plan.total_iters:
+                break  # the stage-end evaluation and checkpoint follow the loop
+            if done % cfg.eval_interval == 0:
+                self.evaluate(net, done, lr, window_tokens / window_seconds)
+                window_tokens, window_seconds = 0, 0.0
+            if done % cfg.checkpoint_interval == 0:
+                self.checkpoint(self.folder / f"iter-{done:07d}", "in-stage", done, windows)
+                prune_in_stage(self.folder, cfg.keep_checkpoints)
+            pause_point("step", plan.stage_index, done)
+
+        done = plan.total_iters
+        tokens_per_s = window_tokens / window_seconds if window_seconds else math.nan
+        row = self.evaluate(net, done, lr, tokens_per_s, forgetting=True)
+        result = {
+            "iters": done,
+            "tokens_seen": done * plan.tokens_per_iter,
+            "train_loss": row["train_loss"],
+            "val_loss": row["val_loss"],
+            "forgetting": row["forgetting"],
+            "seconds": self.progress["seconds"],
+        }
+        # The stage's evaluations travel with its end checkpoint, so metrics.jsonl can be repaired from it.
+        rows = [row for row in read_metrics(self.run_dir) if row["stage_index"] == plan.stage_index]
+        return self.checkpoint(self.folder / END, "stage-end", done, windows, result=result, metrics=rows)
+
+    def evaluate(self, net: torch.nn.Module, done: int, lr: float, tokens_per_s: float, forgetting: bool = False):
+        plan, cfg = self.plan, self.cfg
+        if self.progress["loss_count"]:
+            self.progress["train_loss"] = self.progress["loss_sum"] / self.progress["loss_count"]
+        self.progress["loss_sum"], self.progress["loss_count"] = 0.0, 0
+        val = self.shards["val"].tokens
+        row: dict[str, Any] = {
+            "stage": plan.stage,
+            "stage_index": plan.stage_index,
+            "iter_num": self.iter_base + done,
+            "stage_iter": done,
+            "train_loss": self.progress["train_loss"],
+            "val_loss": evaluate(net, val, plan.block_size, cfg.batch_size, cfg.eval_iters, self.runtime),
+            "lr": lr,
+            "tokens_per_s": tokens_per_s,
+            "time": now(),
+        }
+        if forgetting:
+            row["stage_end"] = True
+            row["forgetting"] = {
+                name: evaluate(
+                    net, self.shards[f"val:{name}"].tokens, self.curriculum.stage(name).block_size,
+                    cfg.batch_size, cfg.eval_iters, self.runtime,
+                )
+                for name in (s.name for s in self.curriculum.stages[: plan.stage_index])
+            }
+        append_jsonl(self.run_dir / METRICS_FILE, row)
+        log.info(
+            "stage %s iter %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s%s",
+            plan.stage, done, plan.total_iters, row["train_loss"], row["val_loss"], lr, tokens_per_s,
+            "".join(f", {k} val loss {v:.4f}" for k, v in row.get("forgetting", {}).items()),
+        )
+        if self.hooks.on_eval:
+            self.hooks.on_eval(row)
+        return row
+
+    def checkpoint(
+        self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None,
+        metrics: list[dict] | None = None,
+    ) -> Checkpoint:
+        # Under DDP only rank 0 will write (the others wait at a barrier): the state is the same on every rank.
+        plan = self.plan
+        position = windows.position(done)
+        state = {
+            "kind": kind,
+            "stage": plan.stage,
+            "curriculum_stage_idx": plan.stage_index,
+            "stage_iter": done,
+            "iter_num": self.iter_base + done,
+            "epoch": position["epoch"],
+            "data_position": position,
+            "plan": plan.to_json(),
+            "fingerprint": fingerprint_hash(self.payload),
+            "fingerprint_payload": self.payload,
+            "start_weights_sha256": self.start_weights_sha256,
+            "shards": {key: _shard_record(shard) for key, shard in self.shards.items()},
+            "tokenizer": self.expect_tokenizer,
+            "runtime": self.runtime.to_json(),
+            "progress": dict(self.progress),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "result": result,
+            "metrics": metrics,
+            "written_at": now(),
+        }
+        checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
+        log.info("checkpoint %s (stage %s, iteration %d)", path, plan.stage, done)
+        if self.hooks.on_checkpoint:
+            self.hooks.on_checkpoint(
+                CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, checkpoint.sha256)
+            )
+        return checkpoint
+
+
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    windows: TrainWindows,
+    it: int,
+    lr: float,
+    cfg: TrainConfig,
+    runtime: Runtime,
+) -> tuple[float, float]:
+    """One optimizer step over grad_accum micro-batches; returns (mean loss, seconds spent building batches)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=runtime.torch_device)
+    data_seconds = 0.0
+    for micro_step in range(cfg.grad_accum):
+        t0 = time.perf_counter()
+        x, y = windows.batch(it, micro_step, runtime.torch_device)  # (B, T), (B, T)
+        data_seconds += time.perf_counter() - t0
+        with runtime.autocast():
+            _, loss = net(x, y)
+        loss_sum += loss.detach()
+        # Scaled so the accumulated gradient is the mean over micro-batches, as one large batch would give.
+        scaler.scale(loss / cfg.grad_accum).backward()
+    if cfg.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum.item() / cfg.grad_accum, data_seconds
+
+
+@torch.no_grad()
+def evaluate(
+    net: torch.nn.Module, tokens: np.ndarray, block_size: int, batch_size: int, n_batches: int, runtime: Runtime
+) -> float:
+    """Mean loss over fixed, evenly spread windows: the same windows every time, no random numbers drawn."""
+    ids = eval_window_ids(tokens.size, block_size, batch_size * n_batches)
+    was_training = net.training
+    net.eval()
+    total, count = 0.0, 0
+    for start in range(0, ids.size, batch_size):
+        x, y = windows_to_batch(tokens, ids[start : start + batch_size], block_size, runtime.torch_device)
+        with runtime.autocast():
+            _, loss = net(x, y)
+        total += loss.item() * y.numel()
+        count += y.numel()
+    net.train(was_training)
+    return total / count
+
+
+
+def _shard_record(shard: Shard) -> dict[str, Any]:
+    return {"path": str(shard.path), "sha256": shard.sha256, "n_tokens": shard.n_tokens}
+
+
+def _stage_seed(seed: int, stage_index: int) -> int:
+    return int(np.random.SeedSequence((seed, stage_index)).generate_state(1)[0])
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
