@@ -38,6 +38,17 @@ RUN_TIMEOUT_S = 180.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGINT, as Ctrl-C sends (uvicorn and the runner shut down cleanly); its whole group killed if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
 @dataclass
 class PrefectServer:
     url: str  # http://127.0.0.1:<port>
@@ -70,14 +81,7 @@ class PrefectServer:
         return "\n".join(lines[-n:])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # SIGINT is what Ctrl-C sends: uvicorn and the services shut down cleanly.
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
@@ -206,13 +210,7 @@ class Served:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def start_serve(server: PrefectServer, cwd: Path, env_extra: dict[str, str], timeout: float = 90,
