@@ -124,15 +124,6 @@ class ShardsRecord(BaseModel):
         except (ShardError, OSError):
             return False
 
-    def headers_match(self) -> bool:
-        """A cheap check (no hashing) that the files on disk are the ones this record wrote."""
-        try:
-            return (
-                read_header(self.train_path)["sha256"] == self.train_sha256
-                and read_header(self.val_path)["sha256"] == self.val_sha256
-            )
-        except (ShardError, OSError, KeyError):
-            return False
 
 
 def fetch_stage(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from curriculum import resume
-from curriculum.checkpoints import copy_pretrained, read_checkpoint
+from curriculum.checkpoints import copy_pretrained
 from curriculum.config import ConfigError
 from curriculum.device import Runtime, resolve_runtime
 from curriculum.run_dir import (
@@ -156,17 +156,6 @@ def train_stage(
     if hooks.on_stage_end:
         hooks.on_stage_end(result)
     return result
-
-
-def write_final(run_dir: str | Path, result: StageResult) -> Path:
-    """Copy a stage's weights and config.json to `<run_dir>/final/` (unless already there); returns the folder.
-
-    train_stage does this after the last stage, also when that stage was finished already; call it yourself
-    only to publish another stage's weights there."""
-    checkpoint = read_checkpoint(result.checkpoint, expect_sha256=result.checkpoint_sha256)
-    folder = Path(run_dir) / FINAL_DIR
-    copy_pretrained(checkpoint, folder)
-    return folder
 
 
 def train_curriculum(

@@ -119,12 +119,5 @@ def write_documents(
     return DocumentsSummary(n_documents=n_docs, n_chars=n_chars)
 
 
-def read_document_batches(path: str | Path, batch_size: int = 4096, columns=("id", "text")) -> Iterator[dict[str, list]]:
-    """Column batches of a documents file: {"id": [...], "text": [...]}."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=list(columns)):
-        yield batch.to_pydict()
-
-
 def write_json(path: str | Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

@@ -51,11 +51,6 @@ def get_encoding(name: str):
         ) from error
 
 
-def tokenizer_info(name: str) -> Tokenizer:
-    encoding = get_encoding(name)
-    return Tokenizer(name=name, vocab_size=encoding.n_vocab, eot_token=encoding.eot_token)
-
-
 @dataclass(frozen=True)
 class TokenizeSummary:
     n_documents: int
