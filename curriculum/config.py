@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curriculum.stages import NAME_PATTERN, Curriculum
-from curriculum.train_config import TrainConfig
+from curriculum.training.config import TrainConfig
 from data.config import DataConfig
 from data.web.config import ScrapeConfig
 from model.config import ModelConfig

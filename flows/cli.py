@@ -7,10 +7,10 @@ import logging
 import sys
 from typing import Any, Callable, Sequence
 
-from curriculum.checkpoints import CheckpointError
+from curriculum.training.checkpoints import CheckpointError
 from curriculum.config import ConfigError, load_run_config, parse_override
 from curriculum.presets import PRESETS
-from curriculum.run_dir import RunMismatchError
+from curriculum.training.run_dir import RunMismatchError
 from data.hf_reader import HubUnreachable
 from data.shards import ShardError
 from data.split import SplitTooSmall

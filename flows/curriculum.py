@@ -35,7 +35,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
-from curriculum.run_dir import (  # noqa: E402
+from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
     code_version,
     prepare_run_dir,
@@ -44,9 +44,9 @@ from curriculum.run_dir import (  # noqa: E402
     run_owner,
 )
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
-from curriculum.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
-from tasks.cached import run_cached  # noqa: E402
-from tasks.monitor import (  # noqa: E402
+from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
+from tasks.caching import run_cached  # noqa: E402
+from tasks.ui_publish import (  # noqa: E402
     data_summary_row,
     publish_crawl_report,
     publish_data_summary,

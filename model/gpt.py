@@ -15,7 +15,7 @@ Differences from GPT-2 / nanoGPT, each for a reason:
 - Under bf16/fp16 autocast, the log-softmax over the vocabulary runs in that precision (the mean of the
   picked log-probabilities in fp32). Autocast would compute it in fp32, copying the (B, T, V) logits, by far
   the largest tensor, to fp32 and back: with it in bf16 a CPU step is ~35 % faster, and the losses of the
-  first iterations stay as close to an fp32 run's as with the fp32 log-softmax (bench/train.py prints both).
+  first iterations stay as close to an fp32 run's as with the fp32 log-softmax (bench/bench_train.py prints both).
 
 Shapes: B batch, T time (sequence length), C channels (n_embd), nh heads, hs head size (C // nh), V vocab.
 """

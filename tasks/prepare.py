@@ -20,7 +20,7 @@ from data.config import DataConfig
 from data.hf_reader import HubUnreachable
 from data.web.config import ScrapeConfig
 from tasks.caching import keyed_by
-from tasks.monitor import prepare_progress
+from tasks.ui_publish import prepare_progress
 
 FETCH_CODE = ("curriculum.prepare", "data.documents", "data.hf_reader", "data.text_files", "data.text_cleanup")
 TOKENIZE_CODE = ("data.tokenize", "data.shards")

@@ -1,4 +1,4 @@
-"""The per-stage train task: a thin wrapper over curriculum.trainer.train_stage, cached on content."""
+"""The per-stage train task: a thin wrapper over curriculum.training.trainer.train_stage, cached on content."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from typing import Any
 from prefect import task
 
 from curriculum.prepare import ShardsRecord
-from curriculum.progress import TerminalProgress
-from curriculum.run_dir import read_metrics, run_fingerprint
+from curriculum.training.progress import TerminalProgress
+from curriculum.training.run_dir import read_metrics, run_fingerprint
 from curriculum.stages import Curriculum
-from curriculum.train_config import TrainConfig
-from curriculum.trainer import StageData, StageResult, TrainHooks, train_stage
+from curriculum.training.config import TrainConfig
+from curriculum.training.trainer import StageData, StageResult, TrainHooks, train_stage
 from model.config import ModelConfig
 from tasks.caching import keyed_by
-from tasks.monitor import TrainMonitor
+from tasks.ui_publish import TrainMonitor
 
-TRAIN_CODE = ("curriculum.trainer", "curriculum.batches", "curriculum.schedule", "curriculum.checkpoints",
+TRAIN_CODE = ("curriculum.training.trainer", "curriculum.training.batches", "curriculum.training.schedule", "curriculum.training.checkpoints",
               "model.gpt")
 
 

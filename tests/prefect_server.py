@@ -420,7 +420,7 @@ def run_monitor_demo(server: PrefectServer, run_dir: Path) -> MonitoredRun:
     from curriculum.prepare import DocumentsRecord, ShardsRecord
     from curriculum.presets import simple
     from data.web.report import CrawlReport, CrawlRow
-    from tasks import monitor
+    from tasks import ui_publish as monitor
 
     rows = eval_rows(MONITOR_STAGES)
     crawl = run_dir / "crawl_report.json"

@@ -29,6 +29,9 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+PREFECT_PACKAGES = {"flows", "tasks", "deployments"}
+
+
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_only_downwards(package):
     files = sorted((ROOT / package).rglob("*.py"))
@@ -38,3 +41,24 @@ def test_package_imports_only_downwards(package):
     }
     offenders = {path: bad for path, bad in offenders.items() if bad}
     assert not offenders, f"{package}/ must not import {sorted(FORBIDDEN[package])}: {offenders}"
+
+
+def test_curriculum_outside_training_imports_no_torch():
+    """`curriculum/` says what to train and loads without torch; only `curriculum/training/` trains."""
+    training = ROOT / "curriculum" / "training"
+    files = [p for p in sorted((ROOT / "curriculum").rglob("*.py")) if training not in p.parents]
+    assert files
+    offenders = [str(p.relative_to(ROOT)) for p in files if imported_modules(p) & {"torch", "safetensors"}]
+    assert not offenders, f"only curriculum/training/ may import torch: {offenders}"
+
+
+def test_prefect_only_in_the_top_layers():
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert PREFECT_PACKAGES <= packages
+    offenders = [
+        str(path.relative_to(ROOT))
+        for package in sorted(packages - PREFECT_PACKAGES)
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "prefect" in imported_modules(path)
+    ]
+    assert not offenders, f"Prefect belongs in {sorted(PREFECT_PACKAGES)} only: {offenders}"

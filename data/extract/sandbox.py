@@ -3,7 +3,7 @@ wall-clock limit (the worker is killed and replaced on timeout), an address-spac
 
 Workers are fresh interpreters (`python -m data.extract.worker`) started lazily, not forks: the parent may hold
 torch, Prefect and threads, none of which a fork copies safely, and a fresh interpreter that imports only the
-extractors starts in a fraction of a second (bench/extract.py prints the figure). Requests and answers cross a
+extractors starts in a fraction of a second (bench/bench_extract.py prints the figure). Requests and answers cross a
 pipe as length-prefixed JSON and bytes; no pickle comes back from a process that has parsed hostile input.
 """
 

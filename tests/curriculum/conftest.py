@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from curriculum.stages import LOCAL_FILES, Curriculum, CurriculumStage  # noqa: E402
-from curriculum.train_config import TrainConfig  # noqa: E402
+from curriculum.training.config import TrainConfig  # noqa: E402
 from data.shards import ShardWriter  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 
@@ -126,7 +126,7 @@ def main(spec: dict) -> None:
     """Subprocess entry: train the whole test curriculum as `spec` describes."""
     import logging
 
-    from curriculum.trainer import train_curriculum
+    from curriculum.training.trainer import train_curriculum
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     train_curriculum(
@@ -191,7 +191,7 @@ class Recorder:
     """TrainHooks that remember every call."""
 
     def __init__(self):
-        from curriculum.trainer import TrainHooks
+        from curriculum.training.trainer import TrainHooks
 
         self.starts, self.steps, self.evals, self.checkpoints, self.ends = [], [], [], [], []
         self.hooks = TrainHooks(
@@ -204,7 +204,7 @@ class Recorder:
 
 
 def train_in_process(run_dir: Path, data_dir: Path, curriculum: Curriculum, model=TINY_MODEL, train=TINY_TRAIN):
-    from curriculum.trainer import train_curriculum
+    from curriculum.training.trainer import train_curriculum
 
     recorder = Recorder()
     results = train_curriculum(curriculum, data_dir, model, train, run_dir, expect_tokenizer=EXPECT,

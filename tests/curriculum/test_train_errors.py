@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from curriculum.checkpoints import CheckpointError
+from curriculum.training.checkpoints import CheckpointError
 from curriculum.config import ConfigError
-from curriculum.run_dir import RunMismatchError, prepare_run_dir, run_fingerprint
-from curriculum.trainer import StageData, train_stage
+from curriculum.training.run_dir import RunMismatchError, prepare_run_dir, run_fingerprint
+from curriculum.training.trainer import StageData, train_stage
 from data.shards import ShardError, read_shard
 
 

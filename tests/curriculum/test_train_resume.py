@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from curriculum.run_dir import read_metrics
+from curriculum.training.run_dir import read_metrics
 
 VOLATILE = {"time", "tokens_per_s"}  # wall-clock fields of a metrics row
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from curriculum.batches import TrainWindows, eval_window_ids
-from curriculum.run_dir import read_metrics
-from curriculum.schedule import cosine_lr
+from curriculum.training.batches import TrainWindows, eval_window_ids
+from curriculum.training.run_dir import read_metrics
+from curriculum.training.schedule import cosine_lr
 from model.pretrained import load_pretrained
 
 
@@ -119,7 +119,7 @@ def test_learning_happens(trained_run):
 
 
 def test_the_train_tokens_of_the_run_must_match_the_shards(kit, shard_dir, curriculum, tmp_path):
-    from curriculum.trainer import StageData, train_stage
+    from curriculum.training.trainer import StageData, train_stage
 
     tokens = {"warmup": kit.TOKENS["train_warmup"] + 5, "books": kit.TOKENS["train_books"]}
     with pytest.raises(ValueError, match=r"train_tokens\['warmup'\]=646 but .* holds 641 tokens"):

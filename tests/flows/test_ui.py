@@ -29,7 +29,7 @@ def eval_rows(trained_run) -> list[dict]:
 
 
 def shown(value: float) -> str:
-    """A loss as the tables show it (tasks.monitor rounds to 4 decimals)."""
+    """A loss as the tables show it (tasks.ui_publish rounds to 4 decimals)."""
     return str(round(value, 4))
 
 

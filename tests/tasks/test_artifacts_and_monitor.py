@@ -1,4 +1,4 @@
-"""tasks/monitor.py: what a run publishes, read back through a real server's API."""
+"""tasks/ui_publish.py: what a run publishes, read back through a real server's API."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_server import api_client, eval_rows
 
 from curriculum.plots import save_loss_curve
-from tasks import monitor
+from tasks import ui_publish as monitor
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -149,12 +149,12 @@ def test_an_unreachable_api_is_logged_once_and_the_work_goes_on(prefect_server, 
                 progress.update(it)
             progress.finish()
 
-    with caplog.at_level(logging.WARNING, logger="tasks.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="tasks.ui_artifacts"):
         worker = threading.Thread(target=train_loop)
         worker.start()
         worker.join(timeout=60)
     assert not worker.is_alive()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.artifacts"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.ui_artifacts"]
     assert len(warnings) == 1 and "could not publish the progress artifact 'monitor-api-down'" in warnings[0]
     with api_client(prefect_server) as client:
         [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-api-down"])))

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from curriculum.faults import pause_point
+from curriculum.training.faults import pause_point
 from data.atomic import fsync_dir, fsync_file, remove_stale_tmp, sha256_file, tmp_path_for
 from model.gpt import GPT
 from model.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_weights

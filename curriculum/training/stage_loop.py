@@ -1,4 +1,4 @@
-"""One stage's training session: the loop, evaluation and checkpoint writing (curriculum.trainer drives it)."""
+"""One stage's training session: the loop, evaluation and checkpoint writing (curriculum.training.trainer drives it)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from curriculum import resume
-from curriculum.batches import TrainWindows, eval_window_ids, windows_to_batch
-from curriculum.checkpoints import (
+from curriculum.training import resume
+from curriculum.training.batches import TrainWindows, eval_window_ids, windows_to_batch
+from curriculum.training.checkpoints import (
     END,
     Checkpoint,
     load_checkpoint,
@@ -23,13 +23,13 @@ from curriculum.checkpoints import (
     save_checkpoint,
     stage_dir,
 )
-from curriculum.device import Runtime
-from curriculum.faults import pause_point
-from curriculum.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
-from curriculum.schedule import StagePlan, StageSchedule
+from curriculum.training.device import Runtime
+from curriculum.training.faults import pause_point
+from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
+from curriculum.training.schedule import StagePlan, StageSchedule
 from curriculum.stages import Curriculum
-from curriculum.train_config import TrainConfig
-from curriculum.train_events import CheckpointInfo, StepInfo, TrainHooks
+from curriculum.training.config import TrainConfig
+from curriculum.training.types import CheckpointInfo, StepInfo, TrainHooks
 from data.shards import Shard
 from model.config import ModelConfig
 from model.gpt import GPT

@@ -1,6 +1,6 @@
 """Fetch + extract of every page and PDF in ../shared/corpora/web from a local server, and extraction quality.
 
-    python bench/scrape.py [--concurrency 8] [--workers 1]
+    python bench/bench_scrape.py [--concurrency 8] [--workers 1]
 
 Serves ../shared/corpora/web/{html,pdf} on 127.0.0.1 (the tests' server) and runs the whole custom-scrape
 path over them: HTTP fetch, size caps, sniffing, on-disk cache, extraction in the sandboxed worker,
@@ -13,21 +13,18 @@ fetch side alone (no extraction) and the slowest extractions.
 
 from __future__ import annotations
 
+import argparse
+import os
+import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench/tokenize.py would shadow the standard library's tokenize while bench/ is first on sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the local web server the bench crawls lives in tests/, which is not installed
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from bench.extract import bench_html, body_text  # noqa: E402 -- the F1 code lives with the extraction bench
+from bench_extract import bench_html, body_text  # noqa: E402 -- the F1 code lives with the extraction bench
 from data.documents import SkipReport  # noqa: E402
 from data.extract import extract_html  # noqa: E402
 from data.web.config import ScrapeConfig  # noqa: E402
@@ -92,7 +89,7 @@ def main() -> None:
 
 
 def quality() -> None:
-    """extraction-dev F1 of ours and of the selectolax body-text baseline, with bench/extract.py's code."""
+    """extraction-dev F1 of ours and of the selectolax body-text baseline, with bench/bench_extract.py's code."""
     results = bench_html(SHARED, {"data.extract": extract_html, "selectolax body text": body_text}, repeats=1)
     print("extraction-dev F1: " + "  ".join(f"{name} {r['f1']:.3f} ({r['ms']:.1f} ms/page in-process)"
                                             for name, r in results.items()))

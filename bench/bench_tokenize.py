@@ -1,6 +1,6 @@
 """Tokenize + shard throughput on real TinyStories text, next to raw single-core tiktoken in the same run.
 
-    TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/tokenize.py [--tokens 4e6] [--threads 0]
+    TIKTOKEN_CACHE_DIR=../shared/tiktoken python bench/bench_tokenize.py [--tokens 4e6] [--threads 0]
 
 Prints tokens/s of the project's path (documents file -> token file -> train/val shards, all of it
 timed) and of `encode_ordinary` called in a plain loop on one core over the same texts, both warm
@@ -10,29 +10,22 @@ last `ratio_vs_raw_1core=X`.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file's name shadows the standard library's `tokenize` (imported by inspect, linecache, ...)
-# while bench/ is first on sys.path: look modules up from the project root instead.
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
-
 import argparse
 import multiprocessing
 import os
 import resource
 import tempfile
 import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from data.documents import Document, write_documents
+from data.split import write_split_shards
+from data.tokenize import get_encoding, tokenize_documents
+
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
-
-import pyarrow.parquet as pq  # noqa: E402
-
-from data.documents import Document, write_documents  # noqa: E402
-from data.split import write_split_shards  # noqa: E402
-from data.tokenize import get_encoding, tokenize_documents  # noqa: E402
-
 MIRROR = ROOT.parent / "shared" / "hub" / "roneneldan" / "TinyStories" / "data"
 
 

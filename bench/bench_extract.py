@@ -1,6 +1,6 @@
 """Main-text extraction: quality and speed on the dev set, next to baselines measured in the same run.
 
-    python bench/extract.py [--repeats 3] [--shared ../shared]
+    python bench/bench_extract.py [--repeats 3] [--shared ../shared]
 
 HTML, over ../shared/corpora/extraction-dev (124 pages): F1 (the scorer of shared/tools/extract_f1.py, imported
 from there) and ms/page of data.extract.extract_html, of the selectolax body-text baseline, and of trafilatura
@@ -25,16 +25,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+from selectolax.lexbor import LexborHTMLParser
+
+from data.extract import ExtractionPool, ExtractionSkipped, extract_html, extract_pdf
+
 ROOT = Path(__file__).resolve().parents[1]
-# bench/tokenize.py would shadow the standard library's tokenize (imported by logging via linecache) while bench/
-# is first on sys.path: look modules up from the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
-
-from selectolax.lexbor import LexborHTMLParser  # noqa: E402
-
-from data.extract import ExtractionPool, ExtractionSkipped, extract_html, extract_pdf  # noqa: E402
-
 Extractor = Callable[[bytes, "str | None"], str]
 
 

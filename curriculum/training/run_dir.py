@@ -3,7 +3,7 @@
     <run_dir>/run.json          fingerprint of the curriculum, model and training settings; code version
     <run_dir>/runtime.jsonl     one row per training session: device, dtype, compile, torch version, threads
     <run_dir>/metrics.jsonl     one row per evaluation, in training order (the loss curve across stages)
-    <run_dir>/checkpoints/...   see curriculum/checkpoints.py
+    <run_dir>/checkpoints/...   see curriculum/training/checkpoints.py
     <run_dir>/final/            the last stage's weights and config.json, for sampling and evaluation
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from curriculum.stages import LOCATION_FIELDS, Curriculum
-from curriculum.train_config import BOOKKEEPING_FIELDS, TrainConfig
+from curriculum.training.config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
 from model.config import ModelConfig
 

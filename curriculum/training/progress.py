@@ -7,7 +7,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from curriculum.trainer import StageResult, StageStart, StepInfo
+from curriculum.training.trainer import StageResult, StageStart, StepInfo
 
 
 class TerminalProgress:

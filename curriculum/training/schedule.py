@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from curriculum.stages import Curriculum
-from curriculum.train_config import TrainConfig
+from curriculum.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a curriculum run shows in the Prefect UI: progress bars, tables, the run summary and the loss curve.
 
-Built on tasks/artifacts.py, so each is safe to call anywhere (a no-op outside a run, throttled, and a
+Built on tasks/ui_artifacts.py, so each is safe to call anywhere (a no-op outside a run, throttled, and a
 failing API is logged once while the run goes on): everything shown here is also on disk (metrics.jsonl,
 the crawl report, the run folder).
 
@@ -29,7 +29,7 @@ import yaml
 
 from curriculum.prepare import DocumentsRecord, ShardsRecord
 from data.web.report import read_crawl_report
-from tasks.artifacts import (  # noqa: F401  (artifact_key, in_run, Progress: re-exported for callers)
+from tasks.ui_artifacts import (  # noqa: F401  (artifact_key, in_run, Progress: re-exported for callers)
     LiveTable,
     Progress,
     artifact_key,
@@ -175,14 +175,14 @@ class TrainMonitor:
         return [metrics_row(row) for (stage, _), row in sorted(self.rows.items(), key=lambda kv: kv[0][1])
                 if stage == self.stage]
 
-    def on_stage_start(self, start: Any) -> None:  # curriculum.trainer.StageStart
+    def on_stage_start(self, start: Any) -> None:  # curriculum.training.trainer.StageStart
         self.stage = start.plan.stage
         self.progress = train_progress(self.run, self.stage, start.plan.total_iters)
         self.progress.update(start.start_iter)
         self.table = metrics_table(self.run, self.stage)
         self.table.replace(self._stage_rows())
 
-    def on_step(self, step: Any) -> None:  # curriculum.trainer.StepInfo
+    def on_step(self, step: Any) -> None:  # curriculum.training.trainer.StepInfo
         if self.progress is not None:
             self.progress.update(step.stage_iter)
 
@@ -191,7 +191,7 @@ class TrainMonitor:
         if self.table is not None and row["stage"] == self.stage:
             self.table.replace(self._stage_rows())
 
-    def on_stage_end(self, result: Any) -> None:  # curriculum.trainer.StageResult
+    def on_stage_end(self, result: Any) -> None:  # curriculum.training.trainer.StageResult
         if self.table is not None:
             self.table.flush()
         if self.progress is not None:

@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from curriculum import resume
-from curriculum.checkpoints import copy_pretrained
+from curriculum.training import resume
+from curriculum.training.checkpoints import copy_pretrained
 from curriculum.config import ConfigError
-from curriculum.device import Runtime, resolve_runtime
-from curriculum.run_dir import (
+from curriculum.training.device import Runtime, resolve_runtime
+from curriculum.training.run_dir import (
     RUNTIME_FILE,
     append_jsonl,
     check_run_dir,
@@ -25,11 +25,11 @@ from curriculum.run_dir import (
     rewind_metrics,
     run_fingerprint,
 )
-from curriculum.schedule import StagePlan, plan_curriculum, stage_schedule
-from curriculum.stage_run import StageRun, now
+from curriculum.training.schedule import StagePlan, plan_curriculum, stage_schedule
+from curriculum.training.stage_loop import StageRun, now
 from curriculum.stages import Curriculum
-from curriculum.train_config import TrainConfig
-from curriculum.train_events import (  # noqa: F401  (re-exported: the trainer's public types)
+from curriculum.training.config import TrainConfig
+from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer's public types)
     CheckpointInfo,
     StageData,
     StageResult,

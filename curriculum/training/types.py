@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from curriculum.checkpoints import Checkpoint, CheckpointError, read_checkpoint
-from curriculum.schedule import StagePlan
+from curriculum.training.checkpoints import Checkpoint, CheckpointError, read_checkpoint
+from curriculum.training.schedule import StagePlan
 from curriculum.stages import Curriculum
 
 

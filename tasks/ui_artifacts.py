@@ -4,7 +4,7 @@
 - `Progress.update` and `LiveTable.add` may be called every iteration: they reach the API at most once per
   `min_interval_s` (a clock read otherwise), from any thread once built in a run.
 - If the API cannot be reached, the failure is logged once per artifact and the run goes on.
-What the curriculum publishes with them is in tasks/monitor.py.
+What the curriculum publishes with them is in tasks/ui_publish.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training throughput: the project's loop next to a plain fp32 PyTorch loop of the same model, in one run.
 
-    python bench/train.py [--iters 16] [--skip 2] [--checkpoint-interval 8] [--shard PATH]
+    python bench/bench_train.py [--iters 16] [--skip 2] [--checkpoint-interval 8] [--shard PATH]
 
 Model 6 layers, 8 heads, 256 wide (the `small` preset), block 256, batch 8. The project's loop is
 `train_stage` on a real TinyStories shard (GPT-2 BPE), with its data loading, logging, evaluation at the stage
@@ -16,38 +16,31 @@ evaluation and checkpoint time added in full.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+import tiktoken
+import torch
+
+from curriculum.stages import Curriculum, CurriculumStage
+from curriculum.training.batches import TrainWindows
+from curriculum.training.config import TrainConfig
+from curriculum.training.schedule import plan_stage, stage_schedule
+from curriculum.training.trainer import StageData, TrainHooks, train_stage
+from data.shards import ShardWriter, read_shard
+from model.config import ModelConfig
+from model.gpt import GPT
+
 ROOT = Path(__file__).resolve().parents[1]
-# bench/tokenize.py shadows the standard library's `tokenize` while bench/ is first on sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
-
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import tiktoken  # noqa: E402
-import torch  # noqa: E402
-
-from curriculum.batches import TrainWindows  # noqa: E402
-from curriculum.schedule import plan_stage, stage_schedule  # noqa: E402
-from curriculum.stages import Curriculum, CurriculumStage  # noqa: E402
-from curriculum.train_config import TrainConfig  # noqa: E402
-from curriculum.trainer import StageData, TrainHooks, train_stage  # noqa: E402
-from data.shards import ShardWriter, read_shard  # noqa: E402
-from model.config import ModelConfig  # noqa: E402
-from model.gpt import GPT  # noqa: E402
-
 MIRROR = ROOT.parent / "shared" / "hub" / "roneneldan" / "TinyStories" / "data"
 BLOCK, BATCH = 256, 8
 EXPECT = {"tokenizer": "r50k_base", "vocab_size": 50257}

@@ -1,0 +1,17 @@
+"""How a stage trains: the stage loop, checkpoints, resume, LR schedule, batches, device and the run folder.
+
+    trainer.py     train_stage: find where a stage starts (resume), then run it; the model config
+    stage_loop.py  StageRun: one stage's training session: steps, evaluation, checkpoint writing
+    types.py       what goes in and out: StageData, StageResult, StageStart, StepInfo, CheckpointInfo, listeners
+    config.py      TrainConfig, the `train:` section of a run
+    schedule.py    iterations from token counts; warmup + cosine learning rate, per stage or global
+    batches.py     which windows form each batch, seeded and resumable
+    checkpoints.py checkpoint folders written atomically and verified by checksum
+    resume.py      which checkpoint a stage continues from
+    run_dir.py     the run folder: fingerprint, metrics.jsonl, runtime.jsonl
+    device.py      device, dtype and thread settings, resolved once
+    progress.py    the terminal's progress bar per stage
+    faults.py      a test-only pause point, so tests can kill training at an exact moment
+
+Importing this package imports no torch; its modules that train do.
+"""
