@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import itertools
 import os
@@ -18,6 +19,7 @@ MIRROR_ENV = "CURRICULUM_HUB_MIRROR"
 # When a dataset has no `text` column, these are tried before giving up.
 TEXT_FIELD_GUESSES = ("text", "content", "story", "document", "body", "article")
 DATA_SUFFIXES = (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".txt", ".gz", ".zst")
+HUB_TIMEOUT_S = 10.0  # per hub call: a stalled hub fails the step instead of hanging it
 
 
 class HubUnreachable(ConnectionError):
@@ -53,14 +55,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    # getaddrinfo takes no timeout, and socket.setdefaulttimeout would change every socket of the process
+    # (Prefect's, other threads'): wait for the lookup in a thread instead, and give up on it after `timeout`.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-dns")
     try:
-        socket.setdefaulttimeout(timeout)
-        socket.getaddrinfo(host, 443)
+        pool.submit(socket.getaddrinfo, host, 443).result(timeout=timeout)
         return True
-    except OSError:
+    except (OSError, concurrent.futures.TimeoutError):
         return False
     finally:
-        socket.setdefaulttimeout(None)
+        pool.shutdown(wait=False)
 
 
 def _unreachable(dataset_key: str, mirror: Any, why: str) -> HubUnreachable:
@@ -105,20 +109,28 @@ class HuggingFaceReader:
         self.n_items = n_items
         self.mirror = mirror
         self.location = resolve(dataset_key, mirror)
+        self.commit: str | None = None  # the hub commit `revision` pointed to when first asked; then fixed
 
     def fingerprint(self) -> str:
         """Local data: a hash of its files. Hub data: the commit the revision points to."""
         if self.location.kind != "hub":
             return _hash_folder(Path(self.location.target))
-        if not _hub_reachable():
-            raise _unreachable(self.dataset_key, self.mirror, "the hub is not reachable (offline?)")
-        from huggingface_hub import HfApi
+        return f"hub:{self.dataset_key}@{self.hub_commit()}"
 
-        try:
-            info = HfApi().dataset_info(self.dataset_key, revision=self.revision)
-        except Exception as error:  # the hub client raises many types; all mean "cannot resolve"
-            raise _unreachable(self.dataset_key, self.mirror, f"{type(error).__name__}: {error}") from error
-        return f"hub:{self.dataset_key}@{info.sha}"
+    def hub_commit(self) -> str:
+        """The commit `revision` (a branch, tag or commit; default the main branch) points to, resolved once:
+        the documents are then read at that commit, so a branch that moves on meanwhile cannot change them."""
+        if self.commit is None:
+            if not _hub_reachable():
+                raise _unreachable(self.dataset_key, self.mirror, "the hub is not reachable (offline?)")
+            from huggingface_hub import HfApi
+
+            try:
+                info = HfApi().dataset_info(self.dataset_key, revision=self.revision, timeout=HUB_TIMEOUT_S)
+            except Exception as error:  # the hub client raises many types; all mean "cannot resolve"
+                raise _unreachable(self.dataset_key, self.mirror, f"{type(error).__name__}: {error}") from error
+            self.commit = info.sha
+        return self.commit
 
     def _rows(self) -> Iterable[dict[str, Any]]:
         import datasets
@@ -135,10 +147,9 @@ class HuggingFaceReader:
             # Batched iteration over the memory-mapped Arrow table: bounded memory.
             return (row for batch in loaded.iter(batch_size=1024) for row in _batch_rows(batch))
         streaming = kind == "folder" or self.n_items is not None
-        if kind == "hub" and not _hub_reachable():
-            raise _unreachable(self.dataset_key, self.mirror, "the hub is not reachable (offline?)")
+        revision = self.hub_commit() if kind == "hub" else None
         try:
-            return datasets.load_dataset(target, split=self.split, streaming=streaming, revision=self.revision)
+            return datasets.load_dataset(target, split=self.split, streaming=streaming, revision=revision)
         except ConnectionError as error:
             raise _unreachable(self.dataset_key, self.mirror, str(error)) from error
 
