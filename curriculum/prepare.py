@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
 from data.atomic import sha256_file
 from data.config import DataConfig
-from data.documents import SkipReport, Source, write_documents, write_json
+from data.documents import SkipReport, Source, write_documents_by_content, write_json
 from data.hf_reader import HuggingFaceReader
 from data.shards import ShardError, read_header, read_shard
 from data.split import write_split_shards
@@ -131,8 +131,9 @@ def fetch_stage(
 ) -> DocumentsRecord:
     """Read the stage's source into a documents file named by its content, counting what was skipped and why."""
     report = SkipReport(source=stage.dataset_key)
-    incoming = work_dir(data_cfg, stage) / "documents-incoming.parquet"
-    summary = write_documents(reader.documents(report), incoming, n_items=stage.n_items, on_progress=on_progress)
+    path, summary = write_documents_by_content(
+        reader.documents(report), work_dir(data_cfg, stage), n_items=stage.n_items, on_progress=on_progress
+    )
     if summary.n_documents == 0:
         raise ValueError(
             f"stage {stage.name!r} ({stage.dataset_key}) produced no documents "
@@ -143,14 +144,11 @@ def fetch_stage(
             f"stage {stage.name!r}: n_items={stage.n_items:,} asked for, the source has {summary.n_documents:,} "
             "documents after skips; all of them are used"
         )
-    sha256 = sha256_file(incoming)
-    path = incoming.with_name(f"documents-{sha256[:16]}.parquet")
-    incoming.replace(path)
     crawl = getattr(reader, "report_path", None)
     return DocumentsRecord(
         stage=stage.name,
         path=path,
-        sha256=sha256,
+        sha256=summary.sha256,
         n_documents=summary.n_documents,
         n_chars=summary.n_chars,
         skipped=dict(report.counts),

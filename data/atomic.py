@@ -5,22 +5,44 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 TMP_MARK = ".tmp-"
+_TMP_WRITER = re.compile(re.escape(TMP_MARK) + r"(\d+)-[0-9a-f]+$")
 
 
 def tmp_path_for(path: Path) -> Path:
-    """A sibling name no reader looks for; unique per writer."""
+    """A sibling name no reader looks for; unique per writer: `.<name>.tmp-<pid>-<random>`."""
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def is_stale_tmp(path: Path) -> bool:
+    """Whether `path` is a temporary name whose writer is gone: its pid (in the name) is not alive on this host.
+    A live writer's temporary, this process's own included, is never stale. Another host's writers are kept
+    out by the folder lock (data/folder_lock.py), not by this check."""
+    match = _TMP_WRITER.search(path.name)
+    return bool(match) and path.name.startswith(".") and not _pid_alive(int(match.group(1)))
+
+
 def remove_stale_tmp(path: Path) -> None:
-    """Temporary files that a killed writer of `path` left behind."""
+    """Temporary files or folders that a killed writer of `path` left behind (a live writer's stay)."""
     for stale in path.parent.glob(f".{path.name}{TMP_MARK}*"):
+        if not is_stale_tmp(stale):
+            continue
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, BinaryIO, Callable, Iterator, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.atomic import atomic_write_text, fsync_dir, fsync_file, remove_stale_tmp, tmp_path_for
+from data.atomic import atomic_write_text, fsync_dir, remove_stale_tmp, tmp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,33 @@ DOCUMENTS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 class DocumentsSummary:
     n_documents: int
     n_chars: int
+    sha256: str  # of the file's bytes, hashed as they were written
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes the bytes passing through it, so the content hash costs no second read."""
+
+    def __init__(self, handle: BinaryIO):
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self._digest.update(data)
+        self._size += len(data)
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 def write_documents(
@@ -88,35 +118,75 @@ def write_documents(
     complete; `on_progress(documents so far)` follows each row group.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(path)
-    tmp = tmp_path_for(path)
+    return _write_then_rename(documents, path, lambda _: path, n_items, rows_per_group, on_progress, chars_per_group)
+
+
+def write_documents_by_content(
+    documents: Iterator[Document],
+    folder: str | Path,
+    stem: str = "documents",
+    n_items: int | None = None,
+    rows_per_group: int = 2048,
+    on_progress: Callable[[int], None] | None = None,
+    chars_per_group: int = 16_000_000,
+) -> tuple[Path, DocumentsSummary]:
+    """As `write_documents`, into `<folder>/<stem>-<first 16 hex of its SHA-256>.parquet`: a name that only
+    these bytes can have, so two writers (or a cached record and a later run) never share a file."""
+    folder = Path(folder)
+
+    def named(sha256: str) -> Path:
+        return folder / f"{stem}-{sha256[:16]}.parquet"
+
+    summary = _write_then_rename(
+        documents, folder / f"{stem}.parquet", named, n_items, rows_per_group, on_progress, chars_per_group
+    )
+    return named(summary.sha256), summary
+
+
+def _write_then_rename(
+    documents: Iterator[Document],
+    nominal: Path,
+    final: Callable[[str], Path],
+    n_items: int | None,
+    rows_per_group: int,
+    on_progress: Callable[[int], None] | None,
+    chars_per_group: int,
+) -> DocumentsSummary:
+    """Write to a temporary sibling of `nominal`, then rename it to `final(sha256 of the bytes)`."""
+    nominal.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(nominal)
+    tmp = tmp_path_for(nominal)
     n_docs = n_chars = group_chars = 0
     ids: list[str] = []
     texts: list[str] = []
     try:
-        with pq.ParquetWriter(tmp, DOCUMENTS_SCHEMA, compression="zstd") as writer:
-            for doc in documents:
-                if n_items is not None and n_docs >= n_items:
-                    break
-                ids.append(doc.id)
-                texts.append(doc.text)
-                n_docs += 1
-                n_chars += len(doc.text)
-                group_chars += len(doc.text)
-                if len(ids) >= rows_per_group or group_chars >= chars_per_group:
+        with open(tmp, "wb") as handle:
+            hashing = _HashingFile(handle)
+            with pq.ParquetWriter(hashing, DOCUMENTS_SCHEMA, compression="zstd") as writer:
+                for doc in documents:
+                    if n_items is not None and n_docs >= n_items:
+                        break
+                    ids.append(doc.id)
+                    texts.append(doc.text)
+                    n_docs += 1
+                    n_chars += len(doc.text)
+                    group_chars += len(doc.text)
+                    if len(ids) >= rows_per_group or group_chars >= chars_per_group:
+                        writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
+                        ids, texts, group_chars = [], [], 0
+                        if on_progress:
+                            on_progress(n_docs)
+                if ids:
                     writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
-                    ids, texts, group_chars = [], [], 0
-                    if on_progress:
-                        on_progress(n_docs)
-            if ids:
-                writer.write_table(pa.table({"id": ids, "text": texts}, schema=DOCUMENTS_SCHEMA))
-        fsync_file(tmp)
+            handle.flush()
+            os.fsync(handle.fileno())
+        sha256 = hashing.hexdigest()
+        path = final(sha256)
         tmp.replace(path)
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    return DocumentsSummary(n_documents=n_docs, n_chars=n_chars)
+    return DocumentsSummary(n_documents=n_docs, n_chars=n_chars, sha256=sha256)
 
 
 def write_json(path: str | Path, payload: Any) -> None:
