@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 LOCAL_FILES = "local-files"
@@ -17,6 +19,12 @@ SOURCE_OPTIONS = {
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Where a stage's input lives on this machine. Cache keys and run fingerprints use the content instead.
 LOCATION_FIELDS = ("files", "urls_file", "paths")
+
+
+def artifact_name(name: str) -> str:
+    """A stage name as Prefect artifact keys spell it: lower case, any run of other characters one '-'
+    (the rule tasks/ui_artifacts.artifact_key applies to every part of a key)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def source_kind(dataset_key: str) -> str:
@@ -106,6 +114,33 @@ class Curriculum(BaseModel):
                 names = [s.name for s in stages]
                 raise ValueError(f"duplicate stage name {stage.name!r} in {names}; stage names must be unique")
             seen.add(stage.name)
+        return stages
+
+    @field_validator("stages")
+    @classmethod
+    def _distinct_file_and_artifact_names(cls, stages: list[CurriculumStage]) -> list[CurriculumStage]:
+        """Two stages must not share a shard file (`train_a_b_pretrain.bin` from stage `a` with suffix `b_pretrain`
+        and from stage `a_b`), not even on a file system that ignores case, nor a UI artifact key."""
+        shards: dict[str, CurriculumStage] = {}
+        keys: dict[str, CurriculumStage] = {}
+        for stage in stages:
+            shard = stage.shard_name.casefold()
+            if shard in shards:
+                other = shards[shard]
+                raise ValueError(
+                    f"stages {other.name!r} (dataset_suffix {other.dataset_suffix!r}) and {stage.name!r} "
+                    f"(dataset_suffix {stage.dataset_suffix!r}) would both write train_{stage.shard_name}.bin "
+                    "(file names are compared ignoring case, as macOS and Windows do); rename one of the stages "
+                    "or change its dataset_suffix"
+                )
+            shards[shard] = stage
+            key = artifact_name(stage.name)
+            if key in keys:
+                raise ValueError(
+                    f"stages {keys[key].name!r} and {stage.name!r} would share the UI artifacts named {key!r} "
+                    "(artifact keys ignore case and turn '_' and '.' into '-'); rename one of them"
+                )
+            keys[key] = stage
         return stages
 
     @property
