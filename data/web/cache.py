@@ -1,7 +1,8 @@
 """Fetched bodies on disk, by URL, with the validators (ETag, Last-Modified) that let a re-run ask "changed?".
 
 Layout: `<cache_dir>/<sha[:2]>/<sha>.body` and `<sha>.json`, where sha is the SHA-256 of the URL. The body
-is written before its metadata, both atomically, so a metadata file always describes a whole body.
+is written before its metadata, both atomically, so a metadata file always describes a whole body. URLs are
+keyed and stored redacted: a `user:password@` in a listed URL never reaches the disk.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data.atomic import atomic_write_bytes, atomic_write_text
+from data.web.urls import redact
 
 CACHE_VERSION = 1
 
@@ -36,7 +38,7 @@ class ResponseCache:
         self.root = Path(root)
 
     def _paths(self, url: str) -> tuple[Path, Path]:
-        key = hashlib.sha256(url.encode("utf-8")).hexdigest()
+        key = hashlib.sha256(redact(url).encode("utf-8")).hexdigest()
         folder = self.root / key[:2]
         return folder / f"{key}.json", folder / f"{key}.body"
 
@@ -47,7 +49,7 @@ class ResponseCache:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
-        if meta.pop("version", None) != CACHE_VERSION or meta.get("url") != url:
+        if meta.pop("version", None) != CACHE_VERSION or meta.get("url") != redact(url):
             return None
         try:
             entry = CachedResponse(**meta)
@@ -76,7 +78,7 @@ class ResponseCache:
         last_modified: str | None,
     ) -> CachedResponse:
         entry = CachedResponse(
-            url=url,
+            url=redact(url),
             content_type=content_type,
             content_encoding_seen=content_encoding,
             etag=etag,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+from data.web.addresses import parse_allow_entry
 
 
 class ScrapeConfig(BaseModel):
@@ -51,3 +53,21 @@ class ScrapeConfig(BaseModel):
         500, description="PDFs with more pages are skipped (too-many-pages): a bound against hostile files."
     )
     min_chars: PositiveInt = Field(200, description="Documents with fewer extracted characters are dropped.")
+    allow_private: bool | list[str] = Field(
+        False,
+        description="Addresses that are not public (loopback, private, link-local such as cloud metadata, CGNAT, "
+        "multicast, reserved) are refused (address-not-allowed), also when reached by a redirect or a DNS name. "
+        "For an intranet or a test server: true allows them all, or list host names and networks, "
+        "e.g. [127.0.0.2, 10.1.0.0/16, wiki.intranet].",
+    )
+
+    @field_validator("allow_private")
+    @classmethod
+    def _check_allow_private(cls, value: bool | list[str]) -> bool | list[str]:
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    parse_allow_entry(entry)
+                except ValueError as error:
+                    raise ValueError(f"scrape.allow_private: {error}") from None
+        return value

@@ -4,29 +4,34 @@ For each URL: robots.txt of its origin (fetched once), a slot of the origin's Ho
 conditional headers when a cached copy exists, retries with back-off on 429/5xx/connection errors,
 redirects followed by hand (only to http/https, each hop checked against its own robots.txt), and a
 body streamed under a decoded-size cap and typed by its first bytes. Every URL ends in a FetchResult;
-none raises. One deadline covers a URL from its first request to its last byte.
+none raises, whatever goes wrong. One deadline covers a URL from its first request to its last byte.
+Connections go only to addresses the AddressPolicy allows (transport.py); robots.txt is read in
+robots_fetch.py. URLs are shown redacted (no `user:password@`) in every result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from data.web.addresses import AddressPolicy
 from data.web.cache import CachedResponse, ResponseCache
 from data.web.config import ScrapeConfig
 from data.web.decode import ACCEPT_ENCODING, BoundedDecoder, DecodeError
-from data.web.politeness import HostGate, backoff_seconds, parse_retry_after
-from data.web.robots import MAX_ROBOTS_BYTES, RobotsRules
-from data.web.sniff import HTML_TYPES, PDF_TYPES, SNIFF_BYTES, ContentType, parse_content_type, sniff
-from data.web.urls import ALLOWED_SCHEMES
+from data.web.politeness import backoff_seconds, parse_retry_after
+from data.web.robots_fetch import OK_CODES, REDIRECT_CODES, Origins
+from data.web.sniff import HTML_TYPES, PDF_TYPES, SNIFF_BYTES, parse_content_type, sniff
+from data.web.transport import AddressNotAllowed, crawler_client, describe_error
+from data.web.urls import join_redirect, redact
+
+log = logging.getLogger(__name__)
 
 AGENT = "curriculum-gpt"  # the token robots.txt files address us by
 AGENT_VERSION = "0.1"
-REDIRECT_CODES = (301, 302, 303, 307, 308)
-OK_CODES = (200, 203)
 
 
 def user_agent(contact_url: str) -> str:
@@ -54,6 +59,15 @@ class FetchResult:
 
 
 @dataclass
+class _Progress:
+    """How far one URL got: for its result, whichever way its fetch ends."""
+
+    current: str  # the hop being fetched
+    start: float | None = None  # loop time of the first request
+    attempts: int = 0
+
+
+@dataclass
 class _Outcome:
     """One HTTP attempt, before retry and redirect decisions."""
 
@@ -69,23 +83,6 @@ class _Outcome:
     revalidated: bool = False
 
 
-def _origin(url: httpx.URL) -> str:
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return f"{url.scheme}://{url.host}:{port}"
-
-
-class _Origin:
-    """One scheme://host:port: its robots rules (fetched once) and its gate. Politeness is per origin."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.ready: asyncio.Task[None] | None = None
-        self.rules: RobotsRules | None = None
-        self.gate: HostGate | None = None
-        # Set when none of this origin's URLs should be tried: (status, reason, detail).
-        self.blocked: tuple[str, str, str] | None = None
-
-
 class Fetcher:
     """Fetches URLs politely; use inside one event loop, as `async with Fetcher(...) as fetcher`."""
 
@@ -93,37 +90,46 @@ class Fetcher:
         self.config = config
         self.cache = ResponseCache(cache_dir)
         self.agent = user_agent(config.contact_url)
-        self._origins: dict[str, _Origin] = {}
+        self.policy = AddressPolicy.from_setting(config.allow_private)
         self._client: httpx.AsyncClient | None = None
         self._global: asyncio.Semaphore | None = None
+        self._origins: Origins | None = None
 
     async def __aenter__(self) -> Fetcher:
         c = self.config
         self._global = asyncio.Semaphore(c.max_concurrency)
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,  # each hop is checked (scheme, robots, politeness) by us
+        self._client = crawler_client(
+            self.policy,
             timeout=httpx.Timeout(connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=None),
-            limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
+            max_connections=c.max_concurrency,
             headers={
                 "User-Agent": self.agent,
                 "Accept": "text/html,application/xhtml+xml,application/pdf;q=0.9,*/*;q=0.1",
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
         )
+        self._origins = Origins(c, self._client, self._global, AGENT)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._client is not None:
             await self._client.aclose()
-        for origin in self._origins.values():
-            if origin.ready is not None and not origin.ready.done():
-                origin.ready.cancel()
+        if self._origins is not None:
+            self._origins.cancel()
 
     # -- one URL ---------------------------------------------------------------------------------
 
     async def fetch(self, url: str) -> FetchResult:
-        """Never raises for anything a server or the network does; the result says what happened."""
-        state = {"start": None, "attempts": 0}
+        """Never raises (cancellation aside): whatever a server, the network or a bug does, the result says."""
+        state = _Progress(current=url)
+        try:
+            return await self._fetch(url, state)
+        except Exception as error:  # noqa: BLE001 -- one URL must never stop the stage; logged with its traceback
+            log.warning("fetching %s: unexpected %s", redact(url), describe_error(error), exc_info=True)
+            detail = f"{describe_error(error)} (an input the crawler did not expect; its other URLs went on)"
+            return self._result(url, state.current, _Outcome("failed", "unexpected-error", detail), state)
+
+    async def _fetch(self, url: str, state: _Progress) -> FetchResult:
         seen = [url]
         current = url
         try:
@@ -132,16 +138,17 @@ class Fetcher:
                     outcome = await self._fetch_hop(current, budget, state)
                     if outcome.status != "redirect":
                         return self._result(url, current, outcome, state)
-                    target, refusal = _redirect_target(current, outcome.location)
+                    target, refusal = join_redirect(current, outcome.location)
                     if refusal is not None:
-                        return self._result(url, current, refusal, state)
+                        return self._result(url, current, _Outcome(*refusal), state)
+                    assert target is not None  # join_redirect gives one or the other
                     if target in seen:
                         loop_path = " -> ".join([*seen[seen.index(target) :], target])
                         return self._result(
                             url, current, _Outcome("failed", "redirect-loop", loop_path, outcome.http_status), state
                         )
                     seen.append(target)
-                    current = target
+                    current = state.current = target
                 detail = f"more than max_redirects={self.config.max_redirects}: {' -> '.join(seen)}"
                 return self._result(url, current, _Outcome("failed", "too-many-redirects", detail), state)
         except TimeoutError:
@@ -151,29 +158,30 @@ class Fetcher:
             )
             return self._result(url, current, _Outcome("failed", "deadline", detail), state)
 
-    def _result(self, url: str, final: str, outcome: _Outcome, state: dict) -> FetchResult:
-        start = state["start"]
+    def _result(self, url: str, final: str, outcome: _Outcome, state: _Progress) -> FetchResult:
+        start = state.start
         seconds = asyncio.get_running_loop().time() - start if start is not None else 0.0
         entry = outcome.entry
         return FetchResult(
-            url=url,
+            url=redact(url),
             status=outcome.status,
             reason=outcome.reason,
-            detail=outcome.detail,
+            detail=redact(outcome.detail),
             http_status=outcome.http_status,
-            final_url=final,
+            final_url=redact(final),
             kind=outcome.kind,
             charset=outcome.charset,
             n_bytes=entry.n_bytes if entry else 0,
             sha256=entry.sha256 if entry else None,
             seconds=round(seconds, 3),
-            attempts=state["attempts"],
+            attempts=state.attempts,
             revalidated=outcome.revalidated,
         )
 
-    async def _fetch_hop(self, url: str, budget: asyncio.Timeout, state: dict) -> _Outcome:
+    async def _fetch_hop(self, url: str, budget: asyncio.Timeout, state: _Progress) -> _Outcome:
         """One URL of a redirect chain: robots, then attempts with retries."""
-        origin = await self._ready_origin(httpx.URL(url))
+        assert self._origins is not None
+        origin = await self._origins.ready(httpx.URL(url))
         if origin.blocked is not None:
             return _Outcome(*origin.blocked)
         assert origin.rules is not None and origin.gate is not None  # set together with `blocked` unset
@@ -188,11 +196,11 @@ class Fetcher:
                     return _Outcome(*origin.blocked)
                 assert self._global is not None
                 async with self._global:
-                    if state["start"] is None:
+                    if state.start is None:
                         # The deadline starts with the first request, not while queued behind other URLs.
-                        state["start"] = asyncio.get_running_loop().time()
-                        budget.reschedule(state["start"] + c.url_deadline)
-                    state["attempts"] += 1
+                        state.start = asyncio.get_running_loop().time()
+                        budget.reschedule(state.start + c.url_deadline)
+                    state.attempts += 1
                     outcome = await self._attempt(url, conditional=conditional)
             if outcome.status == "refetch":
                 conditional = False  # a 304 whose cached body is gone: ask again, unconditionally
@@ -234,13 +242,15 @@ class Fetcher:
         try:
             async with self._client.stream("GET", url, headers=headers) as response:
                 return await self._handle(url, response, cached if headers else None)
+        except AddressNotAllowed as error:  # a redirect, or DNS that changed its answer since robots.txt
+            return _Outcome("skipped", "address-not-allowed", str(error))
         except httpx.ConnectError as error:
-            return _Outcome("retry", "connect-error", _describe(error))
+            return _Outcome("retry", "connect-error", describe_error(error))
         except httpx.TimeoutException as error:
             # Not "timeout": that reason belongs to the extractor (a document over its time limit).
-            return _Outcome("retry", "network-timeout", _describe(error))
+            return _Outcome("retry", "network-timeout", describe_error(error))
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as error:
-            return _Outcome("retry", "connection-error", _describe(error))
+            return _Outcome("retry", "connection-error", describe_error(error))
         except DecodeError as error:
             return _Outcome("failed", "bad-encoding", str(error))
 
@@ -318,117 +328,7 @@ class Fetcher:
         charset = parse_content_type(entry.content_type).charset
         return _Outcome("ok", http_status=code, entry=entry, kind=kind, charset=charset, revalidated=revalidated)
 
-    # -- robots.txt ------------------------------------------------------------------------------
-
-    async def _ready_origin(self, url: httpx.URL) -> _Origin:
-        name = _origin(url)
-        origin = self._origins.get(name)
-        if origin is None:
-            origin = self._origins[name] = _Origin(name)
-            origin.ready = asyncio.get_running_loop().create_task(self._load_robots(origin))
-        assert origin.ready is not None
-        # Shielded: one URL's deadline must not cancel the robots fetch other URLs wait for.
-        await asyncio.shield(origin.ready)
-        return origin
-
-    async def _load_robots(self, origin: _Origin) -> None:
-        c = self.config
-        outcome = await self._fetch_robots(origin.name + "/robots.txt")
-        loop = asyncio.get_running_loop()
-        if isinstance(outcome, RobotsRules):
-            delay = outcome.delay()
-            if delay is not None and delay > c.max_crawl_delay:
-                origin.blocked = (
-                    "skipped",
-                    "crawl-delay-too-long",
-                    f"{origin.name}/robots.txt asks for {delay:g} s between requests, more than "
-                    f"max_crawl_delay={c.max_crawl_delay:g} s; raise it to crawl this host that slowly",
-                )
-                return
-            origin.rules = outcome
-            # A host that sets a Crawl-delay wants one request at a time.
-            limit = 1 if delay is not None else c.per_host
-            spacing = max(c.per_host_delay, delay or 0.0)
-            origin.gate = HostGate(limit, spacing, not_before=loop.time() + spacing)
-        else:
-            origin.blocked = outcome
-
-    async def _fetch_robots(self, url: str) -> RobotsRules | tuple[str, str, str]:
-        """The rules, or the (status, reason, detail) that blocks the origin."""
-        c = self.config
-        assert self._client is not None and self._global is not None
-        last = ""
-        try:
-            async with asyncio.timeout(c.url_deadline):
-                for _ in range(5):  # RFC 9309: follow at least five redirects
-                    for attempt in range(c.retries + 1):
-                        if attempt:
-                            await asyncio.sleep(backoff_seconds(attempt - 1, c.backoff, c.backoff_max))
-                        async with self._global:
-                            result = await self._robots_attempt(url)
-                        if result[0] != "retry":
-                            break
-                        last = result[1]
-                    else:
-                        status = "failed"
-                        if last.startswith("http-"):
-                            return status, "robots-unavailable", f"{url}: {last} after {c.retries + 1} attempts"
-                        return status, "host-unreachable", f"{url}: {last} after {c.retries + 1} attempts"
-                    kind, payload = result
-                    if kind == "rules":
-                        return RobotsRules.from_text(payload, AGENT)
-                    if kind == "none":
-                        return RobotsRules.allow_all(AGENT)
-                    target, refusal = _redirect_target(url, payload)
-                    if refusal is not None or target is None:
-                        return RobotsRules.allow_all(AGENT)  # a robots.txt that leads nowhere has no rules
-                    url = target
-                return RobotsRules.allow_all(AGENT)
-        except TimeoutError:
-            return "failed", "host-unreachable", f"{url} not answered within url_deadline={c.url_deadline:g} s"
-
-    async def _robots_attempt(self, url: str) -> tuple[str, str]:
-        """("rules", text), ("none", ""), ("redirect", location) or ("retry", why)."""
-        assert self._client is not None
-        try:
-            async with self._client.stream("GET", url) as response:
-                code = response.status_code
-                if code in REDIRECT_CODES and response.headers.get("location"):
-                    return "redirect", response.headers["location"]
-                if code == 429 or code >= 500:
-                    return "retry", f"http-{code}"
-                if code not in OK_CODES:
-                    return "none", ""  # 4xx: the site has no rules for anyone
-                decoder = BoundedDecoder(response.headers.get("content-encoding"))
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += decoder.feed(chunk, MAX_ROBOTS_BYTES - len(body))
-                    if len(body) >= MAX_ROBOTS_BYTES:
-                        break  # the rules that matter are at the top; cut, do not refuse
-                return "rules", bytes(body[:MAX_ROBOTS_BYTES]).decode("utf-8", errors="replace")
-        except httpx.TransportError as error:
-            return "retry", _describe(error)
-        except DecodeError:
-            return "none", ""
-
-
-def _redirect_target(current: str, location: str | None) -> tuple[str | None, _Outcome | None]:
-    """The absolute next URL of a redirect, or the outcome that refuses it."""
-    try:
-        target = httpx.URL(current).join(location or "")
-    except httpx.InvalidURL as error:
-        return None, _Outcome("failed", "invalid-redirect", f"Location {location!r}: {error}")
-    if target.scheme not in ALLOWED_SCHEMES:
-        detail = f"redirect from {current} to {location!r} refused: only http and https are followed"
-        return None, _Outcome("skipped", "unsupported-scheme", detail)
-    return str(target.copy_with(fragment=None)), None
-
 
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     return int(value) if value is not None and value.strip().isdigit() else None
-
-
-def _describe(error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}" if not text.startswith(type(error).__name__) else text

@@ -23,7 +23,7 @@ from data.web.decode import BoundedDecoder, DecodeError
 from data.web.fetch import FetchResult
 from data.web.report import CrawlReport, CrawlRow, reason_counts
 from data.web.sniff import SNIFF_BYTES, ContentType, sniff
-from data.web.urls import BadLine, LocalFile, ScrapeError, expand_paths, load_url_list
+from data.web.urls import BadLine, LocalFile, ScrapeError, expand_paths, load_url_list, redact
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,14 @@ class WebReader:
                 workers=1,
             ) as pool, BackgroundCrawl(urls, self.config, self.cache_dir) as crawl:
                 cache = ResponseCache(self.cache_dir)
-                for index, url in enumerate(urls):
+                for index in range(len(urls)):
                     fetched = crawl.result(index)
                     row = _fetch_row(fetched)
                     rows.append(row)
                     body = self._cached_body(cache, fetched, row, report)
                     if body is not None:
-                        doc = self._document(pool, url, body, fetched.kind, fetched.final_url, fetched.charset,
-                                             row, kept, report)
+                        doc = self._document(pool, fetched.url, body, fetched.kind, fetched.final_url,
+                                             fetched.charset, row, kept, report)
                         if doc is not None:
                             yield doc
                 for local in files:
@@ -97,7 +97,7 @@ class WebReader:
         finally:
             listed = {row.item for row in rows}
             why = "the stage had its n_items documents before this one" if stopped_early else "the stage stopped"
-            for item, origin in [*((u, "url") for u in urls), *((str(f.path), "path") for f in files)]:
+            for item, origin in [*((redact(u), "url") for u in urls), *((str(f.path), "path") for f in files)]:
                 if item not in listed:
                     rows.append(CrawlRow(item, origin, "skipped", "not-read", why))
             CrawlReport(rows).write(self.report_path)

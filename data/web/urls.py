@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -14,6 +15,10 @@ ALLOWED_SCHEMES = ("http", "https")
 # read through (wget --compression, hand-made archives).
 DOCUMENT_SUFFIXES = {".html": "html", ".htm": "html", ".xhtml": "html", ".pdf": "pdf"}
 TEXT_SUFFIXES = (".txt", ".txt.gz")
+# How much of a line that is not a URL the report shows: enough to find it, not a whole file echoed into the UI.
+SHOWN_CHARS = 80
+# `scheme://user:password@`: greedy up to the last `@` before the path, so `a@b@host` leaks nothing either.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 
 class ScrapeError(RuntimeError):
@@ -41,28 +46,82 @@ class UrlList:
     origin: str  # what the user would edit: the file name, or "the stage's `urls:`"
 
 
+def redact(text: str) -> str:
+    """`text` with the user info of every URL in it (`user:password@`) replaced by `***@`.
+
+    The one helper for anything stored or shown: crawl report, cache metadata, document ids, logs.
+    """
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def shown(text: str) -> str:
+    """A user's line as a report shows it: redacted, and cut short when long."""
+    text = redact(text)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+
+
 def check_url(text: str) -> tuple[str | None, str, str]:
     """(normalised URL, "", "") for an http(s) URL, else (None, reason, detail).
 
     The fragment is dropped: it never reaches the server and two URLs that differ only there are one page.
     """
     if not text or any(ch.isspace() for ch in text):
-        return None, "invalid-url", f"{text!r} is not one URL (contains whitespace); write one URL per line"
+        return None, "invalid-url", f"{shown(text)!r} is not one URL (contains whitespace); write one URL per line"
     scheme = text.split(":", 1)[0].lower() if ":" in text else ""
     if scheme and scheme not in ALLOWED_SCHEMES and "." not in scheme:
         return None, "unsupported-scheme", (
-            f"{text!r} uses {scheme}:, the web source fetches only http and https; "
+            f"{shown(text)!r} uses {shown(scheme)}:, the web source fetches only http and https; "
             "list saved files under the stage's `paths:` instead"
         )
     if scheme not in ALLOWED_SCHEMES:
-        return None, "invalid-url", f"{text!r} has no http:// or https:// scheme; write e.g. https://{text}"
+        return None, "invalid-url", (
+            f"{shown(text)!r} has no http:// or https:// scheme; write e.g. https://{shown(text)}"
+        )
     try:
         url = httpx.URL(text)
     except httpx.InvalidURL as error:
-        return None, "invalid-url", f"{text!r} is not a valid URL: {error}"
+        return None, "invalid-url", f"{shown(text)!r} is not a valid URL: {redact(str(error))[:SHOWN_CHARS]}"
     if not url.host:
-        return None, "invalid-url", f"{text!r} has no host name; write e.g. https://example.org/page"
+        return None, "invalid-url", f"{shown(text)!r} has no host name; write e.g. https://example.org/page"
+    problem = port_problem(url)
+    if problem:
+        return None, "invalid-url", f"{shown(text)!r}: {problem}"
     return str(url.copy_with(fragment=None)), "", ""
+
+
+def port_problem(url: httpx.URL) -> str:
+    """Why the URL's port cannot be connected to, or "" (no port, or one of 1-65535)."""
+    if url.port is not None and not 1 <= url.port <= 65535:
+        # Port 0 is not "the default port": no server listens there, and the OS would pick a random one.
+        return f"port {url.port} is outside 1-65535; leave the port out for the scheme's default"
+    return ""
+
+
+def origin_of(url: httpx.URL) -> str:
+    """`scheme://host:port` with the port always written and an IPv6 host in brackets: the key of an origin's
+    robots.txt and politeness, and the base its robots.txt URL is built on."""
+    host = url.raw_host.decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    port = url.port if url.port is not None else (443 if url.scheme == "https" else 80)
+    return f"{url.scheme}://{host}:{port}"
+
+
+def join_redirect(current: str, location: str | None) -> tuple[str | None, tuple[str, str, str] | None]:
+    """The absolute next URL of a redirect, or the (status, reason, detail) that refuses it."""
+    try:
+        target = httpx.URL(current).join(location or "")
+    except httpx.InvalidURL as error:
+        return None, ("failed", "invalid-redirect", f"Location {shown(location or '')!r}: {error}")
+    if target.scheme not in ALLOWED_SCHEMES:
+        detail = (
+            f"redirect from {redact(current)} to {shown(location or '')!r} refused: only http and https are followed"
+        )
+        return None, ("skipped", "unsupported-scheme", detail)
+    problem = port_problem(target) or ("" if target.host else "no host name")
+    if problem:
+        return None, ("failed", "invalid-redirect", f"Location {shown(location or '')!r}: {problem}")
+    return str(target.copy_with(fragment=None)), None
 
 
 def strip_comment(line: str) -> str:
@@ -104,11 +163,11 @@ def load_url_list(urls: Iterable[str] = (), urls_file: str | Path | None = None)
         if not text:
             continue
         url, reason, detail = check_url(text)
-        item = f"{where}: {text}"
+        item = f"{where}: {shown(text)}"
         if url is None:
             bad.append(BadLine(item, reason, detail))
         elif url in first_seen:
-            bad.append(BadLine(item, "duplicate", f"{url} is already listed at {first_seen[url]}"))
+            bad.append(BadLine(item, "duplicate", f"{redact(url)} is already listed at {first_seen[url]}"))
         else:
             first_seen[url] = where
             out.append(url)

@@ -40,4 +40,5 @@ def fast_config() -> ScrapeConfig:
         max_pdf_bytes=5_000_000,
         extract_timeout=10.0,
         min_chars=100,
+        allow_private=["127.0.0.1"],  # the test server; other loopback addresses stay refused
     )

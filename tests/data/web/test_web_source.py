@@ -102,6 +102,7 @@ def crawl(web_server: WebTestServer, shared: Path, tmp_path_factory: pytest.Temp
     config = ScrapeConfig(
         per_host_delay=0.0, connect_timeout=2, read_timeout=2, url_deadline=3, retries=2, backoff=0.05,
         backoff_max=0.2, max_html_bytes=2_000_000, max_pdf_bytes=5_000_000, extract_timeout=3, min_chars=100,
+        allow_private=["127.0.0.1"],
     )
     saved_page = shared / "corpora" / "web" / "html" / "gutenberg" / "devils-dictionary_pg972-h.htm"
     book = shared / "corpora" / "books" / "bierce_devils-dictionary_pg972.txt"
