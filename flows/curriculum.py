@@ -32,6 +32,7 @@ from typing import Any, Literal  # noqa: E402
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
+from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
@@ -87,7 +88,12 @@ def curriculum(
         restart: Start over: the old run folder is moved aside (never deleted).
         prepare_only: Fetch, tokenize and shard every stage, then stop.
     """
+    roots = served_run_roots()
+    if roots is not None and config_path is not None:
+        check_path("config_path", config_path, roots)  # before the file is read
     config = load_run_config(type=type, config_path=config_path, overrides=overrides)
+    if roots is not None:
+        confine_paths(config, roots)
     resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
     restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
     shards = prepare_stages(config)
@@ -105,6 +111,11 @@ def curriculum(
 
 def fingerprint(config: RunConfig) -> dict[str, Any]:
     return run_fingerprint(config.curriculum, config.model, config.train)
+
+
+def served_run_roots() -> list[Path] | None:
+    """The folders a run started from a deployment may use (curriculum/allowed_paths.py); None for a CLI run."""
+    return allowed_roots() if flow_run.get_deployment_id() else None
 
 
 def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:

@@ -1,0 +1,90 @@
+"""Confinement of a served run's paths: parameters may only name folders under the roots the operator allowed.
+
+Whoever can start a deployment run chooses its parameters, and a path among them (`config_path`, `data_dir`,
+`out_dir`, a stage's `files`, `paths`, `urls_file`, a dataset folder) would let the worker read, overwrite
+or move (`restart`) any folder it can reach. A served run therefore checks every such path, after resolving
+symlinks and `..`, against the serving folder and the roots given to `deployments/serve.py --allow-path`.
+A run from the command line is the user's own and is not confined.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from curriculum.config import ConfigError, RunConfig
+from curriculum.stages import source_kind
+
+# Set by deployments/serve.py in its own environment, which the runs it starts inherit: a run's parameters
+# cannot change it. os.pathsep-separated absolute folders.
+ALLOWED_PATHS_ENV = "CURRICULUM_ALLOWED_PATHS"
+
+
+class PathNotAllowed(ConfigError):
+    """A served run's parameter names a path outside the allowed roots."""
+
+
+def allowed_roots(environ: dict[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
+    """The working folder of the run plus the folders in CURRICULUM_ALLOWED_PATHS, resolved."""
+    environ = dict(os.environ) if environ is None else environ
+    roots = [(cwd or Path.cwd()).resolve()]
+    for entry in environ.get(ALLOWED_PATHS_ENV, "").split(os.pathsep):
+        if entry.strip():
+            roots.append(Path(entry.strip()).expanduser().resolve())
+    return list(dict.fromkeys(roots))
+
+
+def check_path(name: str, value: str | os.PathLike, roots: Iterable[Path]) -> Path:
+    """`value` resolved (symlinks, `..`, relative to the working folder); refused unless under one of `roots`."""
+    roots = list(roots)
+    resolved = Path(value).expanduser().resolve()
+    if any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise PathNotAllowed(
+        f"served run refused: {name} = {str(value)!r} resolves to {resolved}, outside the folders a served run "
+        f"may use: {', '.join(str(r) for r in roots)}. Use a path under one of them, or have the operator "
+        f"restart deployments/serve.py with --allow-path {resolved.parent}"
+    )
+
+
+def config_paths(config: RunConfig) -> Iterator[tuple[str, str]]:
+    """Every path a run reads, writes or moves: (field name as in the config, value)."""
+    yield "data.data_dir", str(config.data_dir)
+    yield "train.out_dir", str(config.out_dir)
+    if config.data.hub_mirror is not None:
+        yield "data.hub_mirror", str(config.data.hub_mirror)
+    for stage in config.stages:
+        prefix = f"stages.{stage.name}"
+        for index, location in enumerate(stage.files or ()):
+            yield f"{prefix}.files[{index}]", glob_base(location)
+        for index, location in enumerate(stage.paths):
+            yield f"{prefix}.paths[{index}]", location
+        if stage.urls_file:
+            yield f"{prefix}.urls_file", stage.urls_file
+        if source_kind(stage.dataset_key) == "hugging-face" and _names_a_folder(stage.dataset_key):
+            yield f"{prefix}.dataset_key", stage.dataset_key
+
+
+def glob_base(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard (`/data/**/*.txt` -> `/data`): what it can reach."""
+    parts = Path(pattern).parts
+    for index, part in enumerate(parts):
+        if glob.has_magic(part):
+            return str(Path(*parts[:index])) if index else "."
+    return pattern
+
+
+def _names_a_folder(dataset_key: str) -> bool:
+    # A hub id `org/name` resolves under the operator's mirror; an absolute path, `~`, `..` or a folder that
+    # exists here is read as a dataset folder (data/hf_reader.py's resolve), so it is a path to check.
+    path = Path(dataset_key).expanduser()
+    return path.is_absolute() or ".." in path.parts or path.exists()
+
+
+def confine_paths(config: RunConfig, roots: Iterable[Path]) -> None:
+    """Refuse the run if any of its paths leaves `roots`, naming the first such field, its value and the roots."""
+    roots = list(roots)
+    for name, value in config_paths(config):
+        check_path(name, value, roots)
