@@ -27,6 +27,23 @@ os.environ.pop("CURRICULUM_HUB_MIRROR", None)  # tests that want the mirror say 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Fixtures every folder may use, registered once (a fixture imported into several modules is defined once per
+# import). They start real servers, so each is created only when a test asks for it.
+pytest_plugins = [
+    "tests.support.prefect_server",  # prefect_server
+    "tests.support.serving",  # served
+    "tests.support.runs",  # prepared_run, trained_run (served ones)
+    "tests.support.monitor_demo",  # monitored_run
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the shared Prefect server (directly or through `served`, a run, ...) is slow, wherever
+    it lives; modules that start processes of their own say so with `pytestmark`."""
+    for item in items:
+        if "prefect_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:

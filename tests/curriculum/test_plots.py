@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from prefect_server import eval_rows
 
 from curriculum.plots import render_loss_curve, save_loss_curve, stage_spans
+from tests.support.metrics import eval_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,6 +9,9 @@ import pytest
 
 from curriculum.training.run_dir import read_metrics
 
+# Training subprocesses, each killed or run to the end (five of them, plus a reference run).
+pytestmark = pytest.mark.slow
+
 VOLATILE = {"time", "tokens_per_s"}  # wall-clock fields of a metrics row
 
 

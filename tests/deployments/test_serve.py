@@ -10,7 +10,11 @@ import sys
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from prefect_server import ROOT, TINY_CONFIG, api_client, trigger, wait_for_run
+from tests.support.configs import TINY_CONFIG
+from tests.support.prefect_server import ROOT, api_client, trigger, wait_for_run
+
+# A Prefect server and serve.py processes (the check without a server starts serve.py too).
+pytestmark = pytest.mark.slow
 
 
 def task_runs_of(server, flow_run_id):

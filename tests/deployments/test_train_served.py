@@ -17,17 +17,13 @@ from pathlib import Path
 
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect_server import (
-    ROOT,
-    TRAIN_OVERRIDES,
-    api_client,
-    prefect_cli,
-    start_prefect_server,
-    start_serve,
-    trigger,
-    wait_for_run,
-    write_train_config,
-)
+
+from tests.support.configs import TRAIN_OVERRIDES, write_train_config
+from tests.support.prefect_server import ROOT, api_client, prefect_cli, start_prefect_server, trigger, wait_for_run
+from tests.support.serving import start_serve
+
+# Prefect servers, serve.py processes and served training runs.
+pytestmark = pytest.mark.slow
 
 STAGES = ("warmup", "books", "web")
 

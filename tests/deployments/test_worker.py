@@ -16,15 +16,12 @@ from pathlib import Path
 
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect_server import (
-    ROOT,
-    TINY_CONFIG,
-    api_client,
-    prefect_cli,
-    start_prefect_server,
-    trigger,
-    wait_for_run,
-)
+
+from tests.support.configs import TINY_CONFIG
+from tests.support.prefect_server import ROOT, api_client, prefect_cli, start_prefect_server, trigger, wait_for_run
+
+# A Prefect server of its own, `prefect deploy` and a worker process.
+pytestmark = pytest.mark.slow
 
 POOL = "curriculum"
 

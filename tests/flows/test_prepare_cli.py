@@ -14,6 +14,9 @@ import pytest
 
 from data.shards import ShardError, read_shard
 
+# Each test runs flows/curriculum.py as a process, with Prefect's temporary server.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "flows" / "curriculum.py"
 BOOKS = ("paine_common-sense_pg147.txt", "carroll_alice-in-wonderland_pg11.txt",

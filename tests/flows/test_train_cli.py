@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs flows/curriculum.py as a process that trains, with Prefect's temporary server.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "flows" / "curriculum.py"
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from prefect_server import api_client
-from prefect_server import prefect_server, served, trained_run  # noqa: F401  (fixtures)
+from tests.support.prefect_server import api_client
+
+# Chromium against a served training run.
+pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path("/tmp/ui-screenshots")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from model.config import ModelConfig
@@ -36,6 +37,7 @@ def test_pretrained_folder_round_trips(tmp_path):
     assert card["tokenizer"] == "r50k_base" and not model.training
 
 
+@pytest.mark.slow  # a Python process that imports torch, twice
 def test_sample_cli_prints_the_prompt_and_a_continuation(tmp_path):
     folder = _folder(tmp_path)
     cmd = [sys.executable, "-m", "model.sample", "--checkpoint", str(folder), "--prompt", "Once upon a time",
@@ -47,6 +49,7 @@ def test_sample_cli_prints_the_prompt_and_a_continuation(tmp_path):
     assert second.stdout == first.stdout  # seeded
 
 
+@pytest.mark.slow  # a Python process that imports torch
 def test_sample_cli_names_a_missing_folder(tmp_path):
     cmd = [sys.executable, "-m", "model.sample", "--checkpoint", str(tmp_path / "nope")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)

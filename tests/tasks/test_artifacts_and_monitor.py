@@ -19,10 +19,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_server import api_client, eval_rows
 
 from curriculum.plots import save_loss_curve
 from tasks import ui_publish as monitor
+from tests.support.metrics import eval_rows
+from tests.support.prefect_server import api_client
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
