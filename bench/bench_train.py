@@ -34,7 +34,14 @@ from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.batches import TrainWindows
 from curriculum.training.config import TrainConfig
 from curriculum.training.schedule import plan_stage, stage_schedule
-from curriculum.training.trainer import StageData, TrainHooks, train_stage
+from curriculum.training.trainer import (
+    CheckpointInfo,
+    StageData,
+    StageResult,
+    StepInfo,
+    TrainListener,
+    train_stage,
+)
 from data.shards import ShardWriter, read_shard
 from model.config import ModelConfig
 from model.gpt import GPT
@@ -85,6 +92,26 @@ class PlainLoop:
             self.it += 1
 
 
+class StepTimer(TrainListener):
+    """Keeps every step's figures and when the timed part (after `skip` warm-up steps) starts and ends."""
+
+    def __init__(self, skip: int):
+        self.skip = skip
+        self.steps: list[StepInfo] = []
+        self.timed_from = self.end = 0.0
+
+    def on_step(self, step: StepInfo) -> None:
+        self.steps.append(step)
+        if step.stage_iter == self.skip:
+            self.timed_from = time.perf_counter()
+
+    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        print(f"  checkpoint {checkpoint.kind} at iteration {checkpoint.stage_iter}", flush=True)
+
+    def on_stage_end(self, result: StageResult) -> None:
+        self.end = time.perf_counter()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iters", type=int, default=16, help="iterations of each loop")
@@ -125,26 +152,20 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"plain fp32 loop: {first_half} iterations ...", flush=True)
     plain.run(first_half)
 
-    steps, marks = [], {}
-    hooks = TrainHooks(
-        on_step=lambda s: (steps.append(s), marks.setdefault("timed_from", time.perf_counter())
-                           if s.stage_iter == args.skip else None),
-        on_stage_end=lambda r: marks.setdefault("end", time.perf_counter()),
-        on_checkpoint=lambda c: print(f"  checkpoint {c.kind} at iteration {c.stage_iter}", flush=True),
-    )
+    timer = StepTimer(args.skip)
     started = time.perf_counter()
     result = train_stage(curriculum, 0, StageData(train=shard, val=val), model_cfg, cfg, work / "run",
-                         train_tokens={"bench": int(tokens.size)}, expect_tokenizer=EXPECT, hooks=hooks)
-    total = marks["end"] - started
+                         train_tokens={"bench": int(tokens.size)}, expect_tokenizer=EXPECT, listener=timer)
+    total = timer.end - started
     print(f"plain fp32 loop: {args.iters - first_half} more iterations ...", flush=True)
     plain.run(args.iters - first_half)
 
-    timed = steps[args.skip :]
+    timed = timer.steps[args.skip :]
     tokens_timed = len(timed) * plan.tokens_per_iter
     step_seconds = sum(s.step_seconds for s in timed)
     data_seconds = sum(s.data_seconds for s in timed)
-    other = (marks["end"] - marks["timed_from"]) - step_seconds  # evaluation, checkpoints, logging, hooks
-    project_tps = tokens_timed / (marks["end"] - marks["timed_from"])
+    other = (timer.end - timer.timed_from) - step_seconds  # evaluation, checkpoints, logging, listeners
+    project_tps = tokens_timed / (timer.end - timer.timed_from)
     plain_tps = tokens_timed / sum(plain.seconds[args.skip :])
     # Neighbours' jobs on a shared machine slow some steps a lot: the median step is the steadier figure.
     # The project's figure still pays its evaluation and checkpoint time in full.
@@ -165,7 +186,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"wall-clock ratio {project_tps / plain_tps:.2f}")
     print(f"first losses (iteration: project {dtype} | plain fp32):")
     for i in range(min(args.show_losses, args.iters)):
-        ours, theirs = steps[i].loss, plain.losses[i]
+        ours, theirs = timer.steps[i].loss, plain.losses[i]
         print(f"  {i + 1:3d}: {ours:.4f} | {theirs:.4f}  (diff {ours - theirs:+.4f})")
     print(f"final project train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}")
     print(f"ratio_vs_fp32_loop={project_median_tps / plain_median_tps:.2f}")

@@ -33,14 +33,6 @@ def work_dir(data_cfg: DataConfig, stage: CurriculumStage) -> Path:
     return Path(data_cfg.data_dir) / "work" / stage.name
 
 
-def shard_paths(data_dir: Path, stage: CurriculumStage) -> tuple[Path, Path]:
-    """`DATA_DIR/train_{stage}_{suffix}.bin` and `DATA_DIR/val_{stage}_{suffix}.bin`."""
-    return (
-        Path(data_dir) / f"train_{stage.shard_name}.bin",
-        Path(data_dir) / f"val_{stage.shard_name}.bin",
-    )
-
-
 def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:
     if stage.dataset_key == LOCAL_FILES:
         return TextFilesReader(stage.files, stage=stage.name)
@@ -179,7 +171,7 @@ def tokenize_stage(
 
 
 def shard_stage(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> ShardsRecord:
-    train_path, val_path = shard_paths(data_cfg.data_dir, stage)
+    train_path, val_path = stage.shard_path(data_cfg.data_dir, "train"), stage.shard_path(data_cfg.data_dir, "val")
     source_fingerprint = hashlib.sha256(
         f"{tokens.sha256}:{stage.block_size}:{data_cfg.val_fraction}:{data_cfg.min_val_windows}:{data_cfg.seed}".encode()
     ).hexdigest()

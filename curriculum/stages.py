@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -35,7 +37,7 @@ def source_kind(dataset_key: str) -> str:
 class CurriculumStage(BaseModel):
     """One stage: which data, at which block size, for how many epochs.
 
-    The constructor of the original design works unchanged:
+    The constructor of the reference design (../shared/reference/curriculum-learning.md) works unchanged:
     `CurriculumStage(name="warmup", dataset_key="roneneldan/TinyStories", block_size=128,
     n_epochs=1, dataset_suffix="pretrain", n_items=50000)`.
     """
@@ -74,6 +76,11 @@ class CurriculumStage(BaseModel):
     def shard_name(self) -> str:
         """`{stage}_{suffix}`, as in `train_{stage}_{suffix}.bin`."""
         return f"{self.name}_{self.dataset_suffix}"
+
+    def shard_path(self, data_dir: str | Path, split: Literal["train", "val"]) -> Path:
+        """`<data_dir>/{split}_{stage}_{suffix}.bin`, e.g. `data/train_warmup_pretrain.bin`: the shard names of
+        the reference design (../shared/reference/curriculum-learning.md), kept so its data folders still work."""
+        return Path(data_dir) / f"{split}_{self.shard_name}.bin"
 
     @model_validator(mode="after")
     def _options_match_source(self) -> CurriculumStage:

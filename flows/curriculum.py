@@ -30,7 +30,7 @@ import time  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
-from prefect.runtime import deployment, flow_run  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
@@ -38,7 +38,7 @@ from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
-    code_version,
+    git_commit,
     prepare_run_dir,
     read_metrics,
     run_fingerprint,
@@ -100,7 +100,10 @@ def curriculum(
     summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
     if prepare_only:
         return summary
-    run_dir = prepare_run_dir(config.out_dir.resolve(), fingerprint(config), restart=restart, owner=flow_run.get_id())
+    run_dir = prepare_run_dir(
+        config.out_dir.resolve(), run_fingerprint(config.curriculum, config.model, config.train), restart=restart,
+        owner=flow_run.get_id(),
+    )
     results = train_stages(config, shards, run_dir)
     publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
@@ -109,13 +112,9 @@ def curriculum(
     return summary
 
 
-def fingerprint(config: RunConfig) -> dict[str, Any]:
-    return run_fingerprint(config.curriculum, config.model, config.train)
-
-
 def served_run_roots() -> list[Path] | None:
     """The folders a run started from a deployment may use (curriculum/allowed_paths.py); None for a CLI run."""
-    return allowed_roots() if deployment.get_id() else None  # the server's record of the run, not a parameter
+    return allowed_roots() if flow_run.get_deployment_id() else None
 
 
 def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
@@ -133,7 +132,7 @@ def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
             "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
         )
     if not restart:
-        check_run_dir(run_dir, fingerprint(config))
+        check_run_dir(run_dir, run_fingerprint(config.curriculum, config.model, config.train))
     return restart
 
 
@@ -188,7 +187,7 @@ def publish_results(config: RunConfig, run_dir: Path, shards: list[ShardsRecord]
          "forgetting": r.forgetting, "checkpoint": str(r.checkpoint)}
         for r, s in zip(results, shards)
     ]
-    markdown = run_summary_markdown(config, code_version=code_version(), stages=stages,
+    markdown = run_summary_markdown(config, git_commit=git_commit(), stages=stages,
                                     final_dir=run_dir / FINAL_DIR, loss_curve=curve)
     publish_run_summary(config.name, markdown)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
@@ -14,11 +13,13 @@ from typing import Any, Callable, Protocol, TypeVar
 from prefect import Task, get_run_logger
 from prefect.context import TaskRunContext
 
+from data.checksums import json_sha256
+
 RESULTS_DIRNAME = ".prefect-results"
 
 
 @lru_cache(maxsize=None)
-def code_version(*modules: str) -> str:
+def step_code_hash(*modules: str) -> str:
     """Hash of the source of the modules that implement a step: editing them invalidates its cache."""
     digest = hashlib.sha256()
     for name in modules:
@@ -27,12 +28,11 @@ def code_version(*modules: str) -> str:
 
 
 def hash_key(*parts: Any) -> str:
-    payload = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return hashlib.sha256(payload).hexdigest()
+    return json_sha256(parts)
 
 
 def keyed_by(identity: Callable[[dict[str, Any]], Any], *modules: str):
-    """A Prefect `cache_key_fn` hashing `identity(parameters)` with the code version of `modules`.
+    """A Prefect `cache_key_fn` hashing `identity(parameters)` with the source of `modules` (step_code_hash).
 
     `identity` picks what matters from the task's parameters (checksums and settings); returning
     None disables caching for that call (e.g. a web crawl that only fetching can tell apart).
@@ -42,7 +42,7 @@ def keyed_by(identity: Callable[[dict[str, Any]], Any], *modules: str):
         content = identity(parameters)
         if content is None:
             return None
-        return hash_key(context.task.name, code_version(*modules), content)
+        return hash_key(context.task.name, step_code_hash(*modules), content)
 
     return cache_key
 

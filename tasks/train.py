@@ -12,25 +12,13 @@ from curriculum.training.progress import TerminalProgress
 from curriculum.training.run_dir import read_metrics, run_fingerprint
 from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig
-from curriculum.training.trainer import StageData, StageResult, TrainHooks, train_stage
+from curriculum.training.trainer import StageData, StageResult, TrainListeners, train_stage
 from model.config import ModelConfig
 from tasks.caching import keyed_by
 from tasks.ui_publish import TrainMonitor
 
-TRAIN_CODE = ("curriculum.training.trainer", "curriculum.training.batches", "curriculum.training.schedule", "curriculum.training.checkpoints",
-              "model.gpt")
-
-
-def fan_out(*listeners: Any) -> TrainHooks:
-    """TrainHooks that call the same-named method of every listener that has one."""
-
-    def hook(name: str):
-        methods = [getattr(listener, name) for listener in listeners if hasattr(listener, name)]
-        if not methods:
-            return None
-        return lambda event: [method(event) for method in methods] and None
-
-    return TrainHooks(**{name: hook(name) for name in TrainHooks.__dataclass_fields__})
+TRAIN_CODE = ("curriculum.training.trainer", "curriculum.training.batches", "curriculum.training.schedule",
+              "curriculum.training.checkpoints", "model.gpt")
 
 
 def _train_identity(parameters: dict[str, Any]) -> Any:
@@ -68,7 +56,6 @@ def train(
     the trainer finds the earlier stage's end checkpoint in the run folder itself. `run` names artifacts."""
     bar = TerminalProgress()
     ui = TrainMonitor(run, [s.name for s in curriculum.stages], read_metrics(run_dir))
-    hooks = fan_out(bar, ui)
     mine = shards[stage_index]
     data = StageData(train=mine.train_path, val=mine.val_path,
                      earlier_val={s.stage: s.val_path for s in shards[:stage_index]})
@@ -77,7 +64,7 @@ def train(
             curriculum, stage_index, data, model, train, run_dir,
             train_tokens={s.stage: s.train_tokens for s in shards},
             expect_tokenizer={"tokenizer": mine.tokenizer, "vocab_size": mine.vocab_size},
-            hooks=hooks,
+            listener=TrainListeners([bar, ui]),
         )
     finally:
         bar.close()

@@ -12,7 +12,7 @@ Artifact keys (lowercase letters, digits, dashes) start with the run name, e.g. 
     simple-metrics-<stage>   table: training metrics at each evaluation of a stage
     simple-forgetting        table: after each stage, the val loss on every stage's val set
     simple-loss-curve        markdown: the loss-curve PNG, inline
-    simple-summary           markdown: resolved config, code version, per-stage results, final weights
+    simple-summary           markdown: resolved config, git commit, per-stage results, final weights
 Progress bars and metrics tables belong to the task run that builds them (train-<stage>); the other tables and
 the markdown belong to the flow run, so the run's Artifacts tab lists them wherever they were published.
 """
@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from curriculum.prepare import DocumentsRecord, ShardsRecord
+from curriculum.training.types import MetricsRow, StageResult, StageStart, StepInfo, TrainListener
 from data.web.report import read_crawl_report
 from tasks.ui_artifacts import (  # noqa: F401  (artifact_key, in_run, Progress: re-exported for callers)
     LiveTable,
@@ -150,13 +151,12 @@ def metrics_table(run: str, stage: str, earlier: Iterable[Mapping[str, Any]] = (
     )
 
 
-class TrainMonitor:
-    """The UI side of training: trainer hooks (same names as TrainHooks' fields) that keep the stage's
-    progress bar, its metrics table and the forgetting table up to date. Build it in the train task:
+class TrainMonitor(TrainListener):
+    """The UI side of training: a trainer listener that keeps the stage's progress bar, its metrics table
+    and the forgetting table up to date. Build it in the train task:
 
         ui = TrainMonitor(config.name, [s.name for s in config.stages], read_metrics(run_dir))
-        hooks = TrainHooks(on_stage_start=ui.on_stage_start, on_step=ui.on_step, on_eval=ui.on_eval,
-                           on_stage_end=ui.on_stage_end)   # or call these beside TerminalProgress's
+        train_stage(..., listener=TrainListeners([TerminalProgress(), ui]))
 
     `earlier_rows` (metrics.jsonl so far) seeds the tables, so a resumed stage keeps its earlier evaluations
     and the forgetting table covers stages trained in earlier tasks; a re-evaluated iteration replaces its row.
@@ -175,23 +175,23 @@ class TrainMonitor:
         return [metrics_row(row) for (stage, _), row in sorted(self.rows.items(), key=lambda kv: kv[0][1])
                 if stage == self.stage]
 
-    def on_stage_start(self, start: Any) -> None:  # curriculum.training.trainer.StageStart
+    def on_stage_start(self, start: StageStart) -> None:
         self.stage = start.plan.stage
         self.progress = train_progress(self.run, self.stage, start.plan.total_iters)
         self.progress.update(start.start_iter)
         self.table = metrics_table(self.run, self.stage)
         self.table.replace(self._stage_rows())
 
-    def on_step(self, step: Any) -> None:  # curriculum.training.trainer.StepInfo
+    def on_step(self, step: StepInfo) -> None:
         if self.progress is not None:
             self.progress.update(step.stage_iter)
 
-    def on_eval(self, row: Mapping[str, Any]) -> None:  # one metrics.jsonl row
+    def on_eval(self, row: MetricsRow) -> None:
         self.rows[(row["stage"], int(row["iter_num"]))] = row
         if self.table is not None and row["stage"] == self.stage:
             self.table.replace(self._stage_rows())
 
-    def on_stage_end(self, result: Any) -> None:  # curriculum.training.trainer.StageResult
+    def on_stage_end(self, result: StageResult) -> None:
         if self.table is not None:
             self.table.flush()
         if self.progress is not None:
@@ -234,12 +234,12 @@ def publish_loss_curve(run: str, png_path: str | Path) -> None:
 def run_summary_markdown(
     config: Any,
     *,
-    code_version: str | None,
+    git_commit: str | None,
     stages: Sequence[Mapping[str, Any]],
     final_dir: str | Path | None,
     loss_curve: str | Path | None = None,
 ) -> str:
-    """The run summary: per-stage results, where the final weights are, code version, resolved config.
+    """The run summary: per-stage results, where the final weights are, the git commit, resolved config.
 
     `config` is the RunConfig (any pydantic model); `stages` are one mapping per stage, e.g.
     `StageResult.model_dump()` merged with its data summary row (keys shown as they are).
@@ -248,7 +248,7 @@ def run_summary_markdown(
     resolved = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
     lines = [f"# Curriculum run `{name}`", ""]
     lines += [f"- **Final weights:** `{Path(final_dir).resolve()}`" if final_dir else "- **Final weights:** not yet",
-              f"- **Code version:** `{code_version or 'unknown (not a git checkout)'}`"]
+              f"- **Code version:** `{git_commit or 'unknown (not a git checkout)'}`"]
     if loss_curve:
         lines.append(f"- **Loss curve:** `{Path(loss_curve).resolve()}`")
     lines += ["", "## Stages", ""]

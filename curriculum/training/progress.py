@@ -1,19 +1,19 @@
-"""A progress bar per stage in the terminal, fed by the trainer's hooks."""
+"""A progress bar per stage in the terminal, fed by the trainer's events."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TextIO
 
 from tqdm import tqdm
 
-from curriculum.training.trainer import StageResult, StageStart, StepInfo
+from curriculum.training.types import MetricsRow, StageResult, StageStart, StepInfo, TrainListener
 
 
-class TerminalProgress:
+class TerminalProgress(TrainListener):
     """One tqdm bar per stage: iteration of total, loss, learning rate, tokens/s."""
 
-    def __init__(self, stream: Any = None):
+    def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.bar: tqdm | None = None
 
@@ -32,7 +32,7 @@ class TerminalProgress:
                              refresh=False)
         self.bar.update(step.stage_iter - self.bar.n)
 
-    def on_eval(self, row: dict[str, Any]) -> None:
+    def on_eval(self, row: MetricsRow) -> None:
         if self.bar is not None:
             self.bar.write(
                 f"  {row['stage']} iter {row['stage_iter']}: train loss {row['train_loss']:.4f}, "

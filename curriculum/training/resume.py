@@ -19,23 +19,23 @@ from data.shards import read_header
 log = logging.getLogger(__name__)
 
 
-def previous_end(run_dir: Path, curriculum: Curriculum, stage_index: int, payload: dict) -> Checkpoint | None:
+def previous_end(run_dir: Path, curriculum: Curriculum, stage_index: int, fingerprint: dict) -> Checkpoint | None:
     """The end checkpoint of the stage before `stage_index`, if it is there and intact."""
     if stage_index == 0:
         return None
     prev = curriculum.stages[stage_index - 1]
-    checkpoint = _usable(stage_dir(run_dir, stage_index - 1, prev.name) / END, payload, run_dir)
+    checkpoint = _usable(stage_dir(run_dir, stage_index - 1, prev.name) / END, fingerprint, run_dir)
     return checkpoint
 
 
 def finished_stage(
-    run_dir: Path, curriculum: Curriculum, stage_index: int, payload: dict, shards: dict[str, Path],
+    run_dir: Path, curriculum: Curriculum, stage_index: int, fingerprint: dict, shards: dict[str, Path],
     start: Checkpoint | None,
 ) -> Checkpoint | None:
     """The stage's end checkpoint if the stage is finished: intact, and trained from `start` (the previous
     stage's end). A finished stage needs no data, but shards that are there must be the ones it trained on."""
     stage = curriculum.stages[stage_index]
-    checkpoint = _usable(stage_dir(run_dir, stage_index, stage.name) / END, payload, run_dir)
+    checkpoint = _usable(stage_dir(run_dir, stage_index, stage.name) / END, fingerprint, run_dir)
     if checkpoint is None:
         return None
     check_shards(checkpoint, {key: read_header(path)["sha256"] for key, path in shards.items() if path.is_file()},
@@ -44,7 +44,7 @@ def finished_stage(
 
 
 def newest_in_stage(
-    run_dir: Path, curriculum: Curriculum, stage_index: int, payload: dict, shard_sha256: dict[str, str],
+    run_dir: Path, curriculum: Curriculum, stage_index: int, fingerprint: dict, shard_sha256: dict[str, str],
     start: Checkpoint | None,
 ) -> Checkpoint | None:
     """The newest usable in-stage checkpoint of the stage, or None to start at its first iteration."""
@@ -57,7 +57,7 @@ def newest_in_stage(
             "curriculum again retrains it), or start over with --restart"
         )
     for _, path in reversed(in_stage_dirs(stage_dir(run_dir, stage_index, stage.name))):
-        checkpoint = _usable(path, payload, run_dir)
+        checkpoint = _usable(path, fingerprint, run_dir)
         if checkpoint is None:
             continue
         check_shards(checkpoint, shard_sha256, run_dir)
@@ -66,10 +66,10 @@ def newest_in_stage(
     return None
 
 
-def check_settings(checkpoint: Checkpoint, payload: dict[str, Any], run_dir: Path) -> None:
-    """RunMismatchError if the checkpoint was trained with other settings than `payload`."""
-    if checkpoint.state["fingerprint"] != fingerprint_hash(payload):
-        differences = describe_differences(checkpoint.state["fingerprint_payload"], payload)
+def check_settings(checkpoint: Checkpoint, fingerprint: dict[str, Any], run_dir: Path) -> None:
+    """RunMismatchError if the checkpoint was trained with other settings than `fingerprint`."""
+    if checkpoint.state.get("fingerprint_sha256") != fingerprint_hash(fingerprint):
+        differences = describe_differences(checkpoint.state["fingerprint"], fingerprint)
         raise RunMismatchError(mismatch_message(f"checkpoint {checkpoint.path}", differences, run_dir))
 
 
@@ -99,7 +99,7 @@ def warn_if_runtime_changed(checkpoint: Checkpoint, runtime: dict[str, Any]) -> 
         )
 
 
-def _usable(path: Path, payload: dict, run_dir: Path) -> Checkpoint | None:
+def _usable(path: Path, fingerprint: dict, run_dir: Path) -> Checkpoint | None:
     """The checkpoint at `path`: None if absent, None with a warning if damaged; RunMismatchError if it was
     written with other settings."""
     if not path.exists():
@@ -109,7 +109,7 @@ def _usable(path: Path, payload: dict, run_dir: Path) -> Checkpoint | None:
     except CheckpointError as error:
         log.warning("%s is unusable, falling back to the previous good checkpoint: %s", path, error)
         return None
-    check_settings(checkpoint, payload, run_dir)
+    check_settings(checkpoint, fingerprint, run_dir)
     return checkpoint
 
 

@@ -1,6 +1,6 @@
 """The run folder: its fingerprint (which curriculum and settings it belongs to), metrics.jsonl, runtime.jsonl.
 
-    <run_dir>/run.json          fingerprint of the curriculum, model and training settings; code version
+    <run_dir>/run.json          fingerprint of the curriculum, model and training settings; git commit
     <run_dir>/runtime.jsonl     one row per training session: device, dtype, compile, torch version, threads
     <run_dir>/metrics.jsonl     one row per evaluation, in training order (the loss curve across stages)
     <run_dir>/checkpoints/...   see curriculum/training/checkpoints.py
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 from curriculum.stages import LOCATION_FIELDS, Curriculum
 from curriculum.training.config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
+from data.checksums import json_sha256
 from model.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
     }
 
 
-def fingerprint_hash(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
+    return json_sha256(fingerprint)
 
 
 def describe_differences(old: Any, new: Any, path: str = "") -> list[str]:
@@ -92,15 +92,17 @@ def _read_run_file(run_dir: Path) -> dict[str, Any] | None:
         ) from None
 
 
-def check_run_dir(run_dir: Path, payload: dict[str, Any]) -> bool:
+def check_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> bool:
     """Raise RunMismatchError if the folder was started with other settings; False if it has no run.json.
 
-    Only the sections present in `payload` are compared, so a caller may record more in run.json."""
+    Only the sections present in `fingerprint` are compared, so a caller may record more in run.json."""
     record = _read_run_file(run_dir)
     if record is None:
         return False
-    stored = record.get("payload", {})
-    differences = describe_differences({key: stored.get(key) for key in payload}, payload)
+    stored = record.get("fingerprint")
+    if not isinstance(stored, dict):  # run.json of an older layout, or edited by hand
+        stored = {}
+    differences = describe_differences({key: stored.get(key) for key in fingerprint}, fingerprint)
     if differences:
         raise RunMismatchError(mismatch_message(f"run folder {run_dir}", differences, run_dir))
     return True
@@ -113,7 +115,7 @@ def run_owner(run_dir: str | Path) -> str | None:
 
 
 def prepare_run_dir(
-    run_dir: str | Path, fingerprint_payload: dict[str, Any], restart: bool = False, owner: str | None = None
+    run_dir: str | Path, fingerprint: dict[str, Any], restart: bool = False, owner: str | None = None
 ) -> Path:
     """Make `run_dir` ready for a run with these settings and return it.
 
@@ -131,21 +133,21 @@ def prepare_run_dir(
             n += 1
         run_dir.rename(aside)
         log.warning("--restart: moved the previous run folder %s aside to %s", run_dir, aside)
-    if check_run_dir(run_dir, fingerprint_payload):
+    if check_run_dir(run_dir, fingerprint):
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {
-        "fingerprint": fingerprint_hash(fingerprint_payload),
-        "payload": fingerprint_payload,
+        "fingerprint": fingerprint,
+        "fingerprint_sha256": fingerprint_hash(fingerprint),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "code_version": code_version(),
+        "git_commit": git_commit(),
         "owner": owner,
     }
     atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return run_dir
 
 
-def code_version() -> str | None:
+def git_commit() -> str | None:
     """The git commit of this code (with '+dirty' when files differ from it), or None outside a checkout."""
     root = Path(__file__).resolve().parents[1]
     try:

@@ -29,7 +29,7 @@ from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_
 from curriculum.training.schedule import StagePlan, StageSchedule
 from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig
-from curriculum.training.types import CheckpointInfo, StepInfo, TrainHooks
+from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener
 from data.shards import Shard
 from model.config import ModelConfig
 from model.gpt import GPT
@@ -47,11 +47,11 @@ class StageRun:
     runtime: Runtime
     run_dir: Path
     shards: dict[str, Shard]
-    payload: dict[str, Any]
+    fingerprint: dict[str, Any]  # run_fingerprint of the curriculum and settings
     expect_tokenizer: dict[str, Any]
     start_weights_sha256: str | None  # of the previous stage's end checkpoint: the lineage of ours
     card: dict[str, Any]  # config.json of the checkpoints
-    hooks: TrainHooks
+    listener: TrainListener
     # set by restore():
     model: GPT = field(init=False)
     optimizer: torch.optim.Optimizer = field(init=False)
@@ -115,21 +115,20 @@ class StageRun:
             self.progress["seconds"] += seconds
             window_tokens += plan.tokens_per_iter
             window_seconds += seconds
-            if self.hooks.on_step:
-                self.hooks.on_step(
-                    StepInfo(
-                        stage=plan.stage,
-                        stage_index=plan.stage_index,
-                        stage_iter=done,
-                        total_iters=plan.total_iters,
-                        iter_num=self.iter_base + done,
-                        loss=loss,
-                        lr=lr,
-                        tokens_per_s=plan.tokens_per_iter / seconds,
-                        step_seconds=seconds,
-                        data_seconds=data_seconds,
-                    )
+            self.listener.on_step(
+                StepInfo(
+                    stage=plan.stage,
+                    stage_index=plan.stage_index,
+                    stage_iter=done,
+                    total_iters=plan.total_iters,
+                    iter_num=self.iter_base + done,
+                    loss=loss,
+                    lr=lr,
+                    tokens_per_s=plan.tokens_per_iter / seconds,
+                    step_seconds=seconds,
+                    data_seconds=data_seconds,
                 )
+            )
             if done == plan.total_iters:
                 break  # the stage-end evaluation and checkpoint follow the loop
             if done % cfg.eval_interval == 0:
@@ -155,13 +154,15 @@ class StageRun:
         rows = [row for row in read_metrics(self.run_dir) if row["stage_index"] == plan.stage_index]
         return self.checkpoint(self.folder / END, "stage-end", done, windows, result=result, metrics=rows)
 
-    def evaluate(self, net: torch.nn.Module, done: int, lr: float, tokens_per_s: float, forgetting: bool = False):
+    def evaluate(
+        self, net: torch.nn.Module, done: int, lr: float, tokens_per_s: float, forgetting: bool = False
+    ) -> MetricsRow:
         plan, cfg = self.plan, self.cfg
         if self.progress["loss_count"]:
             self.progress["train_loss"] = self.progress["loss_sum"] / self.progress["loss_count"]
         self.progress["loss_sum"], self.progress["loss_count"] = 0.0, 0
         val = self.shards["val"].tokens
-        row: dict[str, Any] = {
+        row: MetricsRow = {
             "stage": plan.stage,
             "stage_index": plan.stage_index,
             "iter_num": self.iter_base + done,
@@ -187,28 +188,27 @@ class StageRun:
             plan.stage, done, plan.total_iters, row["train_loss"], row["val_loss"], lr, tokens_per_s,
             "".join(f", {k} val loss {v:.4f}" for k, v in row.get("forgetting", {}).items()),
         )
-        if self.hooks.on_eval:
-            self.hooks.on_eval(row)
+        self.listener.on_eval(row)
         return row
 
     def checkpoint(
         self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None,
         metrics: list[dict] | None = None,
     ) -> Checkpoint:
-        # Under DDP only rank 0 will write (the others wait at a barrier): the state is the same on every rank.
         plan = self.plan
         position = windows.position(done)
         state = {
             "kind": kind,
             "stage": plan.stage,
+            # Not stage_index: the field name of the reference design's checkpoints, whose fields these keep.
             "curriculum_stage_idx": plan.stage_index,
             "stage_iter": done,
             "iter_num": self.iter_base + done,
             "epoch": position["epoch"],
             "data_position": position,
             "plan": plan.to_json(),
-            "fingerprint": fingerprint_hash(self.payload),
-            "fingerprint_payload": self.payload,
+            "fingerprint": self.fingerprint,
+            "fingerprint_sha256": fingerprint_hash(self.fingerprint),
             "start_weights_sha256": self.start_weights_sha256,
             "shards": {key: _shard_record(shard) for key, shard in self.shards.items()},
             "tokenizer": self.expect_tokenizer,
@@ -221,10 +221,9 @@ class StageRun:
         }
         checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
         log.info("checkpoint %s (stage %s, iteration %d)", path, plan.stage, done)
-        if self.hooks.on_checkpoint:
-            self.hooks.on_checkpoint(
-                CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, checkpoint.sha256)
-            )
+        self.listener.on_checkpoint(
+            CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, checkpoint.sha256)
+        )
         return checkpoint
 
 

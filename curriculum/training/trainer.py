@@ -9,12 +9,15 @@ states, data position) is in the checkpoints, so a killed run resumed ends bit-i
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from curriculum.training import resume
-from curriculum.training.checkpoints import copy_pretrained
 from curriculum.config import ConfigError
+from curriculum.stages import Curriculum, CurriculumStage
+from curriculum.training import resume
+from curriculum.training.checkpoints import Checkpoint, copy_pretrained
+from curriculum.training.config import TrainConfig
 from curriculum.training.device import Runtime, resolve_runtime
 from curriculum.training.run_dir import (
     RUNTIME_FILE,
@@ -27,17 +30,17 @@ from curriculum.training.run_dir import (
 )
 from curriculum.training.schedule import StagePlan, plan_curriculum, stage_schedule
 from curriculum.training.stage_loop import StageRun, now
-from curriculum.stages import Curriculum
-from curriculum.training.config import TrainConfig
 from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer's public types)
     CheckpointInfo,
+    MetricsRow,
     StageData,
     StageResult,
     StageStart,
     StepInfo,
-    TrainHooks,
+    TrainListener,
+    TrainListeners,
 )
-from data.shards import PREPARE_HINT, Shard, read_header, read_shard
+from data.shards import PREPARE_HINT, Shard, read_shard
 from model.config import ModelConfig
 from model.pretrained import model_card
 
@@ -72,7 +75,7 @@ def train_stage(
     *,
     train_tokens: dict[str, int],
     expect_tokenizer: dict[str, Any],
-    hooks: TrainHooks | None = None,
+    listener: TrainListener | None = None,
 ) -> StageResult:
     """Train stage `stage_index` to its end checkpoint (see the module docstring) and return its result.
 
@@ -81,39 +84,97 @@ def train_stage(
     Every check (block sizes, settings, shards, checkpoints) runs before anything is written. After the last
     stage, `<run_dir>/final/` holds the final weights and config.json.
     """
-    hooks = hooks or TrainHooks()
     run_dir = Path(run_dir).resolve()  # results name their checkpoint wherever the caller's cwd is
+    start = resolve_stage_start(
+        curriculum, stage_index, data, model_cfg, train_cfg, run_dir,
+        train_tokens=train_tokens, expect_tokenizer=expect_tokenizer,
+    )
+    if start.finished is not None:
+        log.info("stage %r is finished already (%s): nothing to train", start.stage.name, start.finished.path)
+        restore_stage_metrics(run_dir, stage_index, start.finished.state["metrics"])
+        if start.is_last:
+            copy_pretrained(start.finished, run_dir / FINAL_DIR)
+        return StageResult.from_checkpoint(start.finished)
+    return run_stage(start, train_cfg, run_dir, expect_tokenizer, listener or TrainListener())
+
+
+@dataclass(frozen=True)
+class ResolvedStart:
+    """Where a stage starts, found by resolve_stage_start with every check done and nothing written."""
+
+    curriculum: Curriculum
+    stage_index: int
+    model_cfg: ModelConfig  # block_size resolved
+    fingerprint: dict[str, Any]  # run_fingerprint of the curriculum and settings
+    plans: list[StagePlan]  # every stage's (the global LR schedule spans them all)
+    previous_end: Checkpoint | None  # the previous stage's end checkpoint; None for stage 0
+    finished: Checkpoint | None  # this stage's own intact end checkpoint: nothing to train
+    shards: dict[str, Shard]  # verified; empty when finished
+    resume_from: Checkpoint | None  # the newest intact in-stage checkpoint; None: start at iteration 0
+
+    @property
+    def stage(self) -> CurriculumStage:
+        return self.curriculum.stages[self.stage_index]
+
+    @property
+    def plan(self) -> StagePlan:
+        return self.plans[self.stage_index]
+
+    @property
+    def is_last(self) -> bool:
+        return self.stage_index == len(self.curriculum.stages) - 1
+
+
+def resolve_stage_start(
+    curriculum: Curriculum,
+    stage_index: int,
+    data: StageData,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    train_tokens: dict[str, int],
+    expect_tokenizer: dict[str, Any],
+) -> ResolvedStart:
+    """Check everything a stage's training depends on and find where it starts; writes nothing.
+
+    Raises on a bad stage index or block size, a run folder or checkpoint of other settings, and missing or
+    mismatched shards."""
     n_stages = len(curriculum.stages)
     if not 0 <= stage_index < n_stages:
         raise IndexError(f"stage_index={stage_index} is out of range: the curriculum has stages 0..{n_stages - 1}")
-    stage = curriculum.stages[stage_index]
     model_cfg = resolve_model_config(curriculum, model_cfg)
-    payload = run_fingerprint(curriculum, model_cfg, train_cfg)
-    check_run_dir(run_dir, payload)
+    fingerprint = run_fingerprint(curriculum, model_cfg, train_cfg)
+    check_run_dir(run_dir, fingerprint)
     plans = plan_curriculum(curriculum, train_tokens, train_cfg)
-    plan = plans[stage_index]
-    start = resume.previous_end(run_dir, curriculum, stage_index, payload)
-
+    previous_end = resume.previous_end(run_dir, curriculum, stage_index, fingerprint)
+    resolved = ResolvedStart(
+        curriculum=curriculum, stage_index=stage_index, model_cfg=model_cfg, fingerprint=fingerprint, plans=plans,
+        previous_end=previous_end, finished=None, shards={}, resume_from=None,
+    )
     finished = resume.finished_stage(
-        run_dir, curriculum, stage_index, payload, {"train": data.train, "val": data.val}, start
+        run_dir, curriculum, stage_index, fingerprint, {"train": data.train, "val": data.val}, previous_end
     )
     if finished is not None:
-        log.info("stage %r is finished already (%s): nothing to train", stage.name, finished.path)
-        restore_stage_metrics(run_dir, stage_index, finished.state["metrics"])
-        if stage_index == n_stages - 1:
-            copy_pretrained(finished, run_dir / FINAL_DIR)
-        return StageResult.from_checkpoint(finished)
-
-    shards = _open_shards(curriculum, stage_index, data, plan, expect_tokenizer)
-    checkpoint = resume.newest_in_stage(
-        run_dir, curriculum, stage_index, payload, {key: shard.sha256 for key, shard in shards.items()}, start
+        return replace(resolved, finished=finished)
+    shards = _open_shards(curriculum, stage_index, data, plans[stage_index], expect_tokenizer)
+    resume_from = resume.newest_in_stage(
+        run_dir, curriculum, stage_index, fingerprint, {key: shard.sha256 for key, shard in shards.items()},
+        previous_end,
     )
+    return replace(resolved, shards=shards, resume_from=resume_from)
 
-    # Every check is done; from here on, training writes.
-    prepare_run_dir(run_dir, payload)
+
+def run_stage(
+    start: ResolvedStart, train_cfg: TrainConfig, run_dir: Path, expect_tokenizer: dict[str, Any],
+    listener: TrainListener,
+) -> StageResult:
+    """Train a stage from where resolve_stage_start found it starts, to its end checkpoint: this writes."""
+    curriculum, stage_index, plan, shards = start.curriculum, start.stage_index, start.plan, start.shards
+    prepare_run_dir(run_dir, start.fingerprint)
     runtime = resolve_runtime(train_cfg.device, train_cfg.dtype, train_cfg.compile)
-    append_jsonl(run_dir / RUNTIME_FILE, {"stage": stage.name, "started": now(), **runtime.to_json()})
-    start_iter = checkpoint.state["stage_iter"] if checkpoint else 0
+    append_jsonl(run_dir / RUNTIME_FILE, {"stage": start.stage.name, "started": now(), **runtime.to_json()})
+    start_iter = start.resume_from.state["stage_iter"] if start.resume_from else 0
     rewind_metrics(run_dir, stage_index, start_iter)
     vocab_size = int(shards["train"].meta["vocab_size"])
     run = StageRun(
@@ -123,20 +184,20 @@ def train_stage(
         runtime=runtime,
         run_dir=run_dir,
         shards=shards,
-        payload=payload,
+        fingerprint=start.fingerprint,
         expect_tokenizer=expect_tokenizer,
-        start_weights_sha256=start.weights_sha256 if start else None,
+        start_weights_sha256=start.previous_end.weights_sha256 if start.previous_end else None,
         card=model_card(
-            model_cfg, vocab_size, shards["train"].meta.get("tokenizer"), shards["train"].meta.get("eot_token"),
-            stage=stage.name, curriculum=[s.name for s in curriculum.stages],
+            start.model_cfg, vocab_size, shards["train"].meta.get("tokenizer"), shards["train"].meta.get("eot_token"),
+            stage=start.stage.name, curriculum=[s.name for s in curriculum.stages],
         ),
-        hooks=hooks,
+        listener=listener,
     )
-    starting_from = run.restore(model_cfg, vocab_size, checkpoint, start)
-    schedule = stage_schedule(plans, stage_index, train_cfg)
+    starting_from = run.restore(start.model_cfg, vocab_size, start.resume_from, start.previous_end)
+    schedule = stage_schedule(start.plans, stage_index, train_cfg)
     announce = StageStart(
         plan=plan,
-        n_stages=n_stages,
+        n_stages=len(curriculum.stages),
         previous_block_size=curriculum.stages[stage_index - 1].block_size if stage_index else None,
         batch_size=train_cfg.batch_size,
         grad_accum=train_cfg.grad_accum,
@@ -146,40 +207,14 @@ def train_stage(
         train_path=shards["train"].path,
     )
     print(transition_message(announce, runtime), flush=True)
-    if hooks.on_stage_start:
-        hooks.on_stage_start(announce)
+    listener.on_stage_start(announce)
 
     end = run.train(start_iter, schedule)
-    if stage_index == n_stages - 1:
+    if start.is_last:
         copy_pretrained(end, run_dir / FINAL_DIR)
     result = StageResult.from_checkpoint(end)
-    if hooks.on_stage_end:
-        hooks.on_stage_end(result)
+    listener.on_stage_end(result)
     return result
-
-
-def train_curriculum(
-    curriculum: Curriculum,
-    data_dir: str | Path,
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    run_dir: str | Path,
-    *,
-    expect_tokenizer: dict[str, Any],
-    hooks: TrainHooks | None = None,
-) -> list[StageResult]:
-    """Every stage in order, without a workflow engine: for scripts, benchmarks and tests. Shards are read
-    from `data_dir` under the original design's names; train_tokens come from the train shard headers."""
-    train_tokens = {
-        s.name: int(read_header(Path(data_dir) / f"train_{s.shard_name}.bin")["n_tokens"]) for s in curriculum.stages
-    }
-    return [
-        train_stage(
-            curriculum, i, StageData.for_stage(data_dir, curriculum, i), model_cfg, train_cfg, run_dir,
-            train_tokens=train_tokens, expect_tokenizer=expect_tokenizer, hooks=hooks,
-        )
-        for i in range(len(curriculum.stages))
-    ]
 
 
 def transition_message(start: StageStart, runtime: Runtime) -> str:

@@ -1,10 +1,11 @@
-"""What a stage's training takes and gives: its shards, its result record, and the events hooks receive."""
+"""What a stage's training takes and gives: its shards, its result record, and the events listeners receive."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,19 +16,18 @@ from curriculum.stages import Curriculum
 
 @dataclass(frozen=True)
 class StageData:
-    train: Path  # train_{stage}_{suffix}.bin
-    val: Path  # val_{stage}_{suffix}.bin
+    train: Path
+    val: Path
     earlier_val: dict[str, Path] = field(default_factory=dict)  # earlier stage name -> its val shard
 
     @classmethod
     def for_stage(cls, data_dir: str | Path, curriculum: Curriculum, stage_index: int) -> StageData:
-        """The shard paths of the original design's naming, `<data_dir>/{train,val}_{stage}_{suffix}.bin`."""
-        data_dir = Path(data_dir)
+        """The shards in `data_dir` under their usual names (CurriculumStage.shard_path)."""
         stages = curriculum.stages
         return cls(
-            train=data_dir / f"train_{stages[stage_index].shard_name}.bin",
-            val=data_dir / f"val_{stages[stage_index].shard_name}.bin",
-            earlier_val={s.name: data_dir / f"val_{s.shard_name}.bin" for s in stages[:stage_index]},
+            train=stages[stage_index].shard_path(data_dir, "train"),
+            val=stages[stage_index].shard_path(data_dir, "val"),
+            earlier_val={s.name: s.shard_path(data_dir, "val") for s in stages[:stage_index]},
         )
 
 
@@ -107,14 +107,65 @@ class CheckpointInfo:
     sha256: str
 
 
-@dataclass(frozen=True)
-class TrainHooks:
-    """Optional callbacks, e.g. for progress bars, a workflow logger or UI artifacts. None of them is called
-    for a stage that was finished already (train_stage returns its result without training)."""
+class MetricsRow(TypedDict):
+    """One evaluation: a line of metrics.jsonl, and what TrainListener.on_eval receives."""
 
-    on_stage_start: Callable[[StageStart], None] | None = None
-    on_step: Callable[[StepInfo], None] | None = None
-    on_eval: Callable[[dict[str, Any]], None] | None = None  # one metrics.jsonl row
-    on_checkpoint: Callable[[CheckpointInfo], None] | None = None
-    on_stage_end: Callable[[StageResult], None] | None = None
+    stage: str
+    stage_index: int
+    iter_num: int  # iterations of the whole run done
+    stage_iter: int  # iterations of this stage done
+    train_loss: float  # mean training loss since the previous evaluation
+    val_loss: float
+    lr: float
+    tokens_per_s: float
+    time: str
+    stage_end: NotRequired[bool]  # only on the stage-end evaluation
+    forgetting: NotRequired[dict[str, float]]  # stage end: val loss on each earlier stage's val set
 
+
+class TrainListener:
+    """Receives the trainer's events, e.g. for progress bars, a workflow logger or UI artifacts. Every method
+    does nothing here: a subclass overrides the ones it needs. None of them is called for a stage that was
+    finished already (train_stage returns its result without training)."""
+
+    def on_stage_start(self, start: StageStart) -> None:
+        pass
+
+    def on_step(self, step: StepInfo) -> None:
+        pass
+
+    def on_eval(self, row: MetricsRow) -> None:
+        pass
+
+    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        pass
+
+    def on_stage_end(self, result: StageResult) -> None:
+        pass
+
+
+class TrainListeners(TrainListener):
+    """Several listeners as one: each event goes to every listener, in the order given."""
+
+    def __init__(self, listeners: Sequence[TrainListener] = ()):
+        self.listeners = list(listeners)
+
+    def on_stage_start(self, start: StageStart) -> None:
+        for listener in self.listeners:
+            listener.on_stage_start(start)
+
+    def on_step(self, step: StepInfo) -> None:
+        for listener in self.listeners:
+            listener.on_step(step)
+
+    def on_eval(self, row: MetricsRow) -> None:
+        for listener in self.listeners:
+            listener.on_eval(row)
+
+    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        for listener in self.listeners:
+            listener.on_checkpoint(checkpoint)
+
+    def on_stage_end(self, result: StageResult) -> None:
+        for listener in self.listeners:
+            listener.on_stage_end(result)

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
 
 from curriculum.stages import LOCAL_FILES, Curriculum, CurriculumStage  # noqa: E402
 from curriculum.training.config import TrainConfig  # noqa: E402
+from curriculum.training.types import TrainListener  # noqa: E402
 from data.shards import ShardWriter  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 
@@ -126,10 +127,8 @@ def main(spec: dict) -> None:
     """Subprocess entry: train the whole test curriculum as `spec` describes."""
     import logging
 
-    from curriculum.training.trainer import train_curriculum
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train_curriculum(
+    train_all_stages(
         Curriculum.model_validate(spec["curriculum"]),
         spec["data_dir"],
         ModelConfig.model_validate(spec["model"]),
@@ -187,28 +186,48 @@ def kill_when_paused(proc: subprocess.Popen, paused_file: Path, timeout: float =
 # ---- a finished in-process run, shared by tests that inspect or copy it ----------------------------------
 
 
-class Recorder:
-    """TrainHooks that remember every call."""
+def train_all_stages(curriculum: Curriculum, data_dir, model_cfg, train_cfg, run_dir, *, expect_tokenizer,
+                     listener=None):
+    """Every stage in order, as the flow runs them but without Prefect; train_tokens from the shard headers."""
+    from curriculum.training.trainer import StageData, train_stage
+    from data.shards import read_header
+
+    train_tokens = {s.name: int(read_header(s.shard_path(data_dir, "train"))["n_tokens"]) for s in curriculum.stages}
+    return [
+        train_stage(
+            curriculum, i, StageData.for_stage(data_dir, curriculum, i), model_cfg, train_cfg, run_dir,
+            train_tokens=train_tokens, expect_tokenizer=expect_tokenizer, listener=listener,
+        )
+        for i in range(len(curriculum.stages))
+    ]
+
+
+class Recorder(TrainListener):
+    """A trainer listener that remembers every event."""
 
     def __init__(self):
-        from curriculum.training.trainer import TrainHooks
-
         self.starts, self.steps, self.evals, self.checkpoints, self.ends = [], [], [], [], []
-        self.hooks = TrainHooks(
-            on_stage_start=self.starts.append,
-            on_step=self.steps.append,
-            on_eval=self.evals.append,
-            on_checkpoint=self.checkpoints.append,
-            on_stage_end=self.ends.append,
-        )
+
+    def on_stage_start(self, start):
+        self.starts.append(start)
+
+    def on_step(self, step):
+        self.steps.append(step)
+
+    def on_eval(self, row):
+        self.evals.append(row)
+
+    def on_checkpoint(self, checkpoint):
+        self.checkpoints.append(checkpoint)
+
+    def on_stage_end(self, result):
+        self.ends.append(result)
 
 
 def train_in_process(run_dir: Path, data_dir: Path, curriculum: Curriculum, model=TINY_MODEL, train=TINY_TRAIN):
-    from curriculum.training.trainer import train_curriculum
-
     recorder = Recorder()
-    results = train_curriculum(curriculum, data_dir, model, train, run_dir, expect_tokenizer=EXPECT,
-                               hooks=recorder.hooks)
+    results = train_all_stages(curriculum, data_dir, model, train, run_dir, expect_tokenizer=EXPECT,
+                               listener=recorder)
     return results, recorder
 
 
