@@ -15,6 +15,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
+from curriculum.training.faults import pause_point
 from data.atomic import sha256_file
 from data.config import DataConfig
 from data.documents import SkipReport, Source, write_documents_by_content, write_json
@@ -122,6 +123,7 @@ def fetch_stage(
     stage: CurriculumStage, reader: Source, data_cfg: DataConfig, on_progress: Callable[[int], None] | None = None
 ) -> DocumentsRecord:
     """Read the stage's source into a documents file named by its content, counting what was skipped and why."""
+    pause_point("fetch", 0, 0)
     report = SkipReport(source=stage.dataset_key)
     path, summary = write_documents_by_content(
         reader.documents(report), work_dir(data_cfg, stage), n_items=stage.n_items, on_progress=on_progress

@@ -26,6 +26,7 @@ os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
 if os.environ.get("DO_NOT_TRACK"):
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import contextlib  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
@@ -46,6 +47,7 @@ from curriculum.training.run_dir import (  # noqa: E402
 )
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
+from data.folder_lock import folder_lock  # noqa: E402
 from tasks.caching import run_cached  # noqa: E402
 from tasks.ui_publish import (  # noqa: E402
     data_summary_row,
@@ -95,17 +97,22 @@ def curriculum(
     if roots is not None:
         confine_paths(config, roots)
     resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
-    restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
-    shards = prepare_stages(config)
-    summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
-    if prepare_only:
-        return summary
-    run_dir = prepare_run_dir(
-        config.out_dir.resolve(), run_fingerprint(config.curriculum, config.model, config.train), restart=restart,
-        owner=flow_run.get_id(),
-    )
-    results = train_stages(config, shards, run_dir)
-    publish_results(config, run_dir, shards, results)
+    with contextlib.ExitStack() as locks:
+        # One writer per folder: a second run of the same run folder stops here, before preparing anything.
+        if not prepare_only:
+            locks.enter_context(hold_folder(config.out_dir, "run"))
+        restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
+        with hold_folder(config.data_dir, "data"):
+            shards = prepare_stages(config)
+        summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
+        if prepare_only:
+            return summary
+        run_dir = prepare_run_dir(
+            config.out_dir.resolve(), run_fingerprint(config.curriculum, config.model, config.train), restart=restart,
+            owner=flow_run.get_id(),
+        )
+        results = train_stages(config, shards, run_dir)
+        publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
     summary["final"] = str(run_dir / FINAL_DIR)
     print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / FINAL_DIR / 'model.safetensors'}")
@@ -115,6 +122,11 @@ def curriculum(
 def served_run_roots() -> list[Path] | None:
     """The folders a run started from a deployment may use (curriculum/allowed_paths.py); None for a CLI run."""
     return allowed_roots() if flow_run.get_deployment_id() else None
+
+
+def hold_folder(folder: Path, purpose: str) -> contextlib.AbstractContextManager:
+    """The folder locked for this flow run (data/folder_lock.py); FolderLocked names the run that holds it."""
+    return folder_lock(folder, purpose, flow_run_id=flow_run.get_id(), flow_run_name=flow_run.get_name())
 
 
 def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:

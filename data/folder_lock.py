@@ -1,0 +1,89 @@
+"""One writer per folder: a run holds its data folder and run folder locked while it writes to them.
+
+The lock is `flock` on an open file beside the folder (`.<folder name>.<purpose>-lock`: a file inside would move
+with the folder when --restart moves it aside), so the kernel releases it when its holder exits, however it exits
+(a SIGKILL, a crash): a lock is never left "stuck". The file holds JSON naming the holder (pid, host, flow run,
+start time) so the run that is turned away can say who has the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+
+class FolderLocked(RuntimeError):
+    """Another process is writing the folder; the message names it and what to do."""
+
+
+def lock_path(folder: str | Path, purpose: str) -> Path:
+    folder = Path(folder).resolve()
+    return folder.with_name(f".{folder.name}.{purpose}-lock")
+
+
+def read_holder(folder: str | Path, purpose: str) -> dict[str, Any] | None:
+    """Who holds (or last held) the folder's lock, as it wrote itself down; None if unknown."""
+    try:
+        holder = json.loads(lock_path(folder, purpose).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "another process (it has not written its name yet)"
+    run = holder.get("flow_run_name") or holder.get("flow_run_id")
+    return (
+        f"pid {holder.get('pid')} on host {holder.get('host')}"
+        + (f", flow run {run!r}" if run else "")
+        + (f" ({holder['flow_run_id']})" if holder.get("flow_run_name") and holder.get("flow_run_id") else "")
+        + f", since {holder.get('started', '?')}"
+    )
+
+
+@contextlib.contextmanager
+def folder_lock(
+    folder: str | Path, purpose: str, *, flow_run_id: str | None = None, flow_run_name: str | None = None
+) -> Iterator[Path]:
+    """Hold `folder` for this process while the block runs; FolderLocked at once if another process holds it.
+
+    `purpose` ("data" or "run") names the lock file, so one folder can serve as both a data and a run folder.
+    Locks are per open file, not per process: a second lock of the same folder within one process (two served
+    flow runs in one worker) is refused as well.
+    """
+    folder = Path(folder)
+    path = lock_path(folder, purpose)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = read_holder(folder, purpose)
+            raise FolderLocked(
+                f"the {purpose} folder {folder.resolve()} is in use by {describe_holder(holder)}: two runs writing "
+                "one folder would spoil each other's files. Wait for that run to finish (or cancel it), or give "
+                f"this run another {'--data-dir' if purpose == 'data' else '--out-dir'}"
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "flow_run_id": flow_run_id,
+            "flow_run_name": flow_run_name,
+            "purpose": purpose,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder, sort_keys=True) + "\n").encode("utf-8"), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock; the file stays, naming its last holder
