@@ -7,16 +7,17 @@ the paths it wrote and checksums of their content. The Prefect tasks cache on th
 
 from __future__ import annotations
 
-import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
 from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
 from curriculum.training.faults import pause_point
 from data.atomic import sha256_file
+from data.checksums import json_sha256
 from data.config import DataConfig
 from data.documents import SkipReport, Source, write_documents_by_content, write_json
 from data.hf_reader import HuggingFaceReader
@@ -172,11 +173,18 @@ def tokenize_stage(
     )
 
 
+def shard_identity(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> list[Any]:
+    """Everything a stage's shards are made from: the tokens (by checksum) and the settings of the split. The shard
+    task's cache key hashes it, and so does the `source_fingerprint` recorded in the shard headers."""
+    return [
+        tokens.sha256, tokens.index_sha256, stage.shard_name, stage.source_kind, stage.block_size,
+        data_cfg.model_dump(mode="json", include={"val_fraction", "min_val_windows", "seed"}),
+    ]
+
+
 def shard_stage(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> ShardsRecord:
     train_path, val_path = stage.shard_path(data_cfg.data_dir, "train"), stage.shard_path(data_cfg.data_dir, "val")
-    source_fingerprint = hashlib.sha256(
-        f"{tokens.sha256}:{stage.block_size}:{data_cfg.val_fraction}:{data_cfg.min_val_windows}:{data_cfg.seed}".encode()
-    ).hexdigest()
+    source_fingerprint = json_sha256(shard_identity(tokens, stage, data_cfg))
     summary = write_split_shards(
         tokens.path, tokens.index_path, train_path, val_path,
         block_size=stage.block_size, val_fraction=data_cfg.val_fraction,

@@ -1,9 +1,24 @@
-"""What the CLI prints about each stage: the original design's messages, with counts and cache status."""
+"""What the CLI prints about each stage: the messages of the reference design
+(../shared/reference/curriculum-learning.md: `[Stage i/n]`, dataset, block size, epochs, items, `✓ Stage ...`),
+with counts and cache status.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from curriculum.prepare import DocumentsRecord, ShardsRecord
 from curriculum.stages import CurriculumStage
+
+
+def skipped_by_reason(skipped: Mapping[str, int]) -> str:
+    """`reason: count, ...` sorted by reason, or `none`."""
+    return ", ".join(f"{reason}: {count:,}" for reason, count in sorted(skipped.items())) or "none"
+
+
+def cache_use(cached: Mapping[str, bool]) -> str:
+    """`fetch cached, tokenize ran, ...`: which prepare steps came from the cache."""
+    return ", ".join(f"{step} {'cached' if hit else 'ran'}" for step, hit in cached.items())
 
 
 def stage_header(index: int, total: int, stage: CurriculumStage) -> str:
@@ -23,14 +38,12 @@ def stage_data_summary(
     shortfall = (
         f"; the source had fewer than n_items={n_items:,}" if n_items and documents.n_documents < n_items else ""
     )
-    skipped = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(documents.skipped.items())) or "none"
-    steps = ", ".join(f"{step} {'cached' if hit else 'ran'}" for step, hit in cached.items())
     lines = [
         f"  Documents: {documents.n_documents:,} ({shards.train_documents:,} train / {shards.val_documents:,} val"
         f"{shortfall})",
         f"  Tokens: {shards.train_tokens:,} train / {shards.val_tokens:,} val",
-        f"  Skipped inputs: {skipped}",
-        f"  Cache: {steps}",
+        f"  Skipped inputs: {skipped_by_reason(documents.skipped)}",
+        f"  Cache: {cache_use(cached)}",
         f"  Files: {shards.train_path}, {shards.val_path}",
     ]
     if documents.crawl_report:

@@ -8,13 +8,20 @@ Prefect refuses to retry a run that is not in a terminal state. Every running fl
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
+from pathlib import Path
 
-from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture
-from prefect.client.schemas.objects import StateType
+if __name__ == "__main__":
+    # `python deployments/crash_detection.py` puts deployments/ first on sys.path; the project root is needed too.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture  # noqa: E402
+from prefect.client.schemas.objects import StateType  # noqa: E402
+
+from flows.environment import HEARTBEAT_S  # noqa: E402
 
 AUTOMATION_NAME = "curriculum: mark flow runs without heartbeats as crashed"
-HEARTBEAT_S = 30  # Prefect's minimum; what our flow runs use (serve.py, prefect.yaml and the CLI set it)
 # Ten minutes: more than three missed heartbeats even at Prefect's default interval (180 s), so a healthy run
 # of this flow started some other way (with other settings) is never marked Crashed.
 DEFAULT_AFTER_S = 600

@@ -35,8 +35,9 @@ from prefect.settings import get_current_settings
 from prefect.types.entrypoint import EntrypointType
 
 from curriculum.presets import PRESETS
-from deployments.crash_detection import DEFAULT_AFTER_S, HEARTBEAT_S, ensure_crash_automation
+from deployments.crash_detection import DEFAULT_AFTER_S, ensure_crash_automation
 from flows.curriculum import curriculum
+from flows.environment import HEARTBEAT_S, set_run_environment
 
 TAGS = ["curriculum"]
 
@@ -86,9 +87,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "`prefect server start` and then: export PREFECT_API_URL=http://127.0.0.1:4200/api "
             "(or `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`)"
         )
+    # Flow runs are child processes of this one: they inherit its environment. Without the automation
+    # (--crash-after 0) nothing listens for heartbeats, so none are sent.
+    set_run_environment(heartbeat=bool(args.crash_after))
     if args.crash_after:
-        # Flow runs are child processes of this one: they inherit the heartbeat interval.
-        os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
         ensure_crash_automation(args.crash_after)
     serve(*build_deployments(), limit=args.limit, pause_on_shutdown=False)
 

@@ -17,14 +17,14 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _flows_dir]
     sys.path.insert(0, str(_flows_dir.parent))
 
-# Before Prefect loads its settings (when run as a script; serve.py and prefect.yaml set the same for theirs):
-# our packages log with the standard library, and this lets Prefect forward them to the run's logs in the UI;
-# heartbeats every 30 s let deployments/crash_detection.py tell a dead run from a live one.
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "curriculum,data,model,tasks")
-os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
-# Honour DO_NOT_TRACK in the temporary server a local run starts, too.
-if os.environ.get("DO_NOT_TRACK"):
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Only as a script, and before Prefect loads its settings: a process that imports this module (serve.py, a
+    # worker, tests) sets the environment of its runs itself (flows/environment.py).
+    from flows.environment import set_run_environment
+
+    set_run_environment()
+    # Honour DO_NOT_TRACK in the temporary server a local run starts, too.
+    if os.environ.get("DO_NOT_TRACK"):
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import contextlib  # noqa: E402
 import time  # noqa: E402

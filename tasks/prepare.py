@@ -12,6 +12,7 @@ from curriculum.prepare import (
     TokensRecord,
     fetch_stage,
     make_reader,
+    shard_identity,
     shard_stage,
     tokenize_stage,
 )
@@ -78,20 +79,10 @@ def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> 
     return tokens
 
 
-def _shard_identity(parameters: dict[str, Any]) -> Any:
-    tokens: TokensRecord = parameters["tokens"]
-    stage: CurriculumStage = parameters["stage"]
-    data: DataConfig = parameters["data"]
-    return [
-        tokens.sha256, tokens.index_sha256, stage.shard_name, stage.source_kind, stage.block_size,
-        data.model_dump(mode="json", include={"val_fraction", "min_val_windows", "seed"}),
-    ]
-
-
 @task(
     name="shard",
     task_run_name="shard-{stage.name}",
-    cache_key_fn=keyed_by(_shard_identity, *SHARD_CODE),
+    cache_key_fn=keyed_by(lambda p: shard_identity(p["tokens"], p["stage"], p["data"]), *SHARD_CODE),
     persist_result=True,
     result_serializer="json",
 )

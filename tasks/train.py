@@ -8,10 +8,10 @@ from typing import Any
 from prefect import task
 
 from curriculum.prepare import ShardsRecord
-from curriculum.training.progress import TerminalProgress
-from curriculum.training.run_dir import read_metrics, run_fingerprint
 from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig
+from curriculum.training.progress import TerminalProgress
+from curriculum.training.run_dir import read_metrics, run_fingerprint
 from curriculum.training.trainer import StageData, StageResult, TrainListeners, train_stage
 from model.config import ModelConfig
 from tasks.caching import keyed_by

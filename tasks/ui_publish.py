@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from curriculum.prepare import DocumentsRecord, ShardsRecord
+from curriculum.summary import cache_use, skipped_by_reason
 from curriculum.training.types import MetricsRow, StageResult, StageStart, StepInfo, TrainListener
 from data.web.report import read_crawl_report
 from tasks.ui_artifacts import (  # noqa: F401  (artifact_key, in_run, Progress: re-exported for callers)
@@ -58,7 +59,6 @@ def data_summary_row(
     documents: DocumentsRecord, shards: ShardsRecord, cached: Mapping[str, bool] | None = None
 ) -> dict[str, Any]:
     """One row of the data summary: documents, train/val tokens, skipped inputs by reason, cache use."""
-    skipped = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(documents.skipped.items()))
     row = {
         "stage": documents.stage,
         "documents": documents.n_documents,
@@ -68,10 +68,10 @@ def data_summary_row(
         "val tokens": shards.val_tokens,
         "block size": shards.block_size,
         "skipped": sum(documents.skipped.values()),
-        "skipped by reason": skipped or "none",
+        "skipped by reason": skipped_by_reason(documents.skipped),
     }
     if cached is not None:
-        row["cache"] = ", ".join(f"{step} {'cached' if hit else 'ran'}" for step, hit in cached.items())
+        row["cache"] = cache_use(cached)
     return row
 
 

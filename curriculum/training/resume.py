@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from curriculum.stages import Curriculum
 from curriculum.training.checkpoints import END, Checkpoint, CheckpointError, in_stage_dirs, read_checkpoint, stage_dir
 from curriculum.training.run_dir import RunMismatchError, describe_differences, fingerprint_hash, mismatch_message
-from curriculum.stages import Curriculum
 from data.shards import read_header
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from curriculum.stages import Curriculum
 from curriculum.training import resume
 from curriculum.training.batches import TrainWindows, eval_window_ids, windows_to_batch
 from curriculum.training.checkpoints import (
@@ -23,12 +24,11 @@ from curriculum.training.checkpoints import (
     save_checkpoint,
     stage_dir,
 )
+from curriculum.training.config import TrainConfig
 from curriculum.training.device import Runtime
 from curriculum.training.faults import pause_point
 from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
 from curriculum.training.schedule import StagePlan, StageSchedule
-from curriculum.stages import Curriculum
-from curriculum.training.config import TrainConfig
 from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener
 from data.shards import Shard
 from model.config import ModelConfig

@@ -9,9 +9,9 @@ from typing import NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
+from curriculum.stages import Curriculum
 from curriculum.training.checkpoints import Checkpoint, CheckpointError, read_checkpoint
 from curriculum.training.schedule import StagePlan
-from curriculum.stages import Curriculum
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,33 @@
+"""The environment our flow runs want from Prefect, in one place.
+
+Prefect reads these when it loads its settings, so each way of starting a run sets them for the process the run
+executes in: `python flows/curriculum.py` at the top of the script, deployments/serve.py for the child process
+of each run it serves, and prefect.yaml's job_variables for a worker's runs (YAML cannot import this module:
+tests/flows/test_environment.py checks that it says the same). Importing this module sets nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+# Our packages log with the standard library; Prefect forwards these loggers to the run's logs in the UI.
+EXTRA_LOGGERS = ("curriculum", "data", "model", "tasks")
+# Seconds between a running flow's heartbeats (Prefect's minimum), by which deployments/crash_detection.py tells
+# a dead run from a live one.
+HEARTBEAT_S = 30
+
+
+def run_environment(*, heartbeat: bool = True) -> dict[str, str]:
+    """The variables, as strings; `heartbeat=False` leaves the heartbeat out (Prefect sends none by default)."""
+    env = {"PREFECT_LOGGING_EXTRA_LOGGERS": ",".join(EXTRA_LOGGERS)}
+    if heartbeat:
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_S)
+    return env
+
+
+def set_run_environment(environ: MutableMapping[str, str] | None = None, *, heartbeat: bool = True) -> None:
+    """Add run_environment() to `environ` (default: this process's); a variable already set keeps its value."""
+    environ = os.environ if environ is None else environ
+    for key, value in run_environment(heartbeat=heartbeat).items():
+        environ.setdefault(key, value)
