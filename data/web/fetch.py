@@ -239,8 +239,13 @@ class Fetcher:
             if cached.last_modified:
                 headers["If-Modified-Since"] = cached.last_modified
         assert self._client is not None
+        target, auth = httpx.URL(url), None
+        if target.userinfo:
+            # Sent as a header, never in the URL: httpx logs every request's URL.
+            auth = httpx.BasicAuth(target.username, target.password)
+            target = target.copy_with(userinfo=b"")
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
+            async with self._client.stream("GET", target, headers=headers, auth=auth) as response:
                 return await self._handle(url, response, cached if headers else None)
         except AddressNotAllowed as error:  # a redirect, or DNS that changed its answer since robots.txt
             return _Outcome("skipped", "address-not-allowed", str(error))

@@ -7,7 +7,7 @@ import contextlib
 import email.utils
 import random
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 
 class HostGate:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from data.documents import Document, SkipReport
 from data.extract.sandbox import ExtractionPool

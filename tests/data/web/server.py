@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import mimetypes
 import random
+import socket
 import threading
 import time
 import urllib.parse
@@ -201,14 +202,22 @@ class _Server(ThreadingHTTPServer):
     state: ServerState
 
 
-class WebTestServer:
-    """`with WebTestServer(shared) as server: server.url("/files/pdf/x.pdf")`; two host names, one port."""
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
-    def __init__(self, shared: Path):
+
+class WebTestServer:
+    """`with WebTestServer(shared) as server: server.url("/files/pdf/x.pdf")`; two host names, one port.
+
+    `bind` is a loopback address: 127.0.0.1 by default, another 127.x.y.z or ::1 for the address-policy tests.
+    """
+
+    def __init__(self, shared: Path, bind: str = "127.0.0.1"):
         corpora = shared / "corpora"
         roots = {"html": corpora / "web" / "html", "pdf": corpora / "web" / "pdf", "hostile": corpora / "hostile"}
         self.state = ServerState(roots=roots, bomb=_gzip_bomb())
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self.host = f"[{bind}]" if ":" in bind else bind
+        self._server = (_Server6 if ":" in bind else _Server)((bind, 0), _Handler)
         self._server.state = self.state
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="web-test-server", daemon=True)
@@ -221,10 +230,10 @@ class WebTestServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str, host: str | None = None) -> str:
+        return f"http://{host or self.host}:{self.port}{path}"
 
-    def file_url(self, rel: str, host: str = "127.0.0.1", **query: str) -> str:
+    def file_url(self, rel: str, host: str | None = None, **query: str) -> str:
         """URL of a corpus file, e.g. file_url("pdf/sf-001-minimal-document.pdf")."""
         quoted = urllib.parse.quote(rel)
         return self.url(f"/files/{quoted}" + (f"?{urllib.parse.urlencode(query)}" if query else ""), host)
