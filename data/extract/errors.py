@@ -14,10 +14,11 @@ TIMEOUT = "timeout"  # over the per-document time limit; the worker was killed
 MEMORY = "memory"  # over the worker's memory cap
 WORKER_CRASH = "worker-crash"  # the worker died (a segfault in a parser, a kill from outside)
 EXTRACTOR_ERROR = "extractor-error"  # an exception the extractors did not anticipate: a bug to report
+ANSWER_TOO_LARGE = "answer-too-large"  # the worker's answer is over the pool's cap; the worker was replaced
 
 REASONS = frozenset(
     {ENCRYPTED, NO_TEXT_LAYER, GARBLED, BROKEN_PDF, NOT_PDF, NOT_HTML, EMPTY, TOO_MANY_PAGES, TIMEOUT, MEMORY,
-     WORKER_CRASH, EXTRACTOR_ERROR}
+     WORKER_CRASH, EXTRACTOR_ERROR, ANSWER_TOO_LARGE}
 )
 
 

@@ -4,7 +4,9 @@ wall-clock limit (the worker is killed and replaced on timeout), an address-spac
 Workers are fresh interpreters (`python -m data.extract.worker`) started lazily, not forks: the parent may hold
 torch, Prefect and threads, none of which a fork copies safely, and a fresh interpreter that imports only the
 extractors starts in a fraction of a second (bench/bench_extract.py prints the figure). Requests and answers cross a
-pipe as length-prefixed JSON and bytes; no pickle comes back from a process that has parsed hostile input.
+pipe as length-prefixed JSON and bytes; no pickle comes back from a process that has parsed hostile input, and an
+answer whose length prefix is over the pool's cap is refused before it is read. Workers get a minimal environment
+(locale, PATH, temp folder): nothing of the parent's API URLs, tokens or keys is there for hostile input to find.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.extract.errors import (
-    EMPTY, MEMORY, NOT_HTML, REASONS, TIMEOUT, WORKER_CRASH, ExtractionSkipped,
+    ANSWER_TOO_LARGE, EMPTY, MEMORY, NOT_HTML, REASONS, TIMEOUT, WORKER_CRASH, ExtractionSkipped,
 )
 
 KINDS = ("html", "pdf")
@@ -34,6 +37,15 @@ _CONTROL = bytes(range(0, 9)) + bytes(range(14, 32))  # never in text, whatever 
 _START_TIMEOUT = 60.0  # importing pypdf on a loaded machine; a worker that cannot start is a bug, not a document
 _LOG_TAIL = 600
 _LOG_LIMIT = 1 << 20
+# Extracted text is at most a few times its body (10 MB HTML, 500 PDF pages); more is a worker gone wrong.
+MAX_ANSWER_BYTES = 64 << 20
+# What a worker inherits: enough to run Python and decode text, none of the parent's credentials or API URLs.
+_ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT")
+_ENV_KEEP_PREFIXES = ("LC_",)
+
+
+class AnswerTooLarge(ValueError):
+    """A frame's length prefix is over the cap; nothing of it was read."""
 
 
 @dataclass(frozen=True)
@@ -90,17 +102,18 @@ class ExtractionPool:
     documents are extracted at once and further callers wait their turn.
     """
 
-    def __init__(self, timeout: float = 30.0, memory_mb: int = 1024, max_pdf_pages: int = 500, workers: int = 1):
-        if timeout <= 0 or memory_mb <= 0 or max_pdf_pages <= 0 or workers <= 0:
+    def __init__(self, timeout: float = 30.0, memory_mb: int = 1024, max_pdf_pages: int = 500, workers: int = 1,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES):
+        if timeout <= 0 or memory_mb <= 0 or max_pdf_pages <= 0 or workers <= 0 or max_answer_bytes <= 0:
             raise ValueError(
                 f"ExtractionPool needs positive limits, got timeout={timeout}, memory_mb={memory_mb}, "
-                f"max_pdf_pages={max_pdf_pages}, workers={workers}"
+                f"max_pdf_pages={max_pdf_pages}, workers={workers}, max_answer_bytes={max_answer_bytes}"
             )
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.max_pdf_pages = max_pdf_pages
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self._all = [_Worker(memory_mb) for _ in range(workers)]
+        self._all = [_Worker(memory_mb, max_answer_bytes) for _ in range(workers)]
         for worker in self._all:
             self._idle.put(worker)
         self._closed = threading.Event()
@@ -144,8 +157,9 @@ _TEST_KINDS = ("test-sleep", "test-spin", "test-allocate", "test-crash")
 class _Worker:
     """One worker process, started on first use and replaced after it times out, crashes or runs out of memory."""
 
-    def __init__(self, memory_mb: int) -> None:
+    def __init__(self, memory_mb: int, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.memory_mb = memory_mb
+        self.max_answer_bytes = max_answer_bytes
         self.proc: subprocess.Popen | None = None
         self.log = None  # the worker's stderr, kept to explain a crash
 
@@ -173,9 +187,13 @@ class _Worker:
                     return Extracted(None, WORKER_CRASH, self._death_notice(e), time.monotonic() - started)
                 self._kill()
         try:
-            answer = _receive(self.proc.stdout, deadline)
+            answer = _receive(self.proc.stdout, deadline, self.max_answer_bytes)
         except TimeoutError:
             return self._timed_out(timeout, started)
+        except AnswerTooLarge as e:
+            # The rest of the frame is still in the pipe: only a fresh worker gives a clean channel.
+            self._kill()
+            return Extracted(None, ANSWER_TOO_LARGE, f"{e}; worker replaced", time.monotonic() - started)
         except (OSError, EOFError, ValueError) as e:  # the pipe closed: the worker died on this document
             return Extracted(None, WORKER_CRASH, self._death_notice(e), time.monotonic() - started)
         elapsed = time.monotonic() - started
@@ -204,8 +222,7 @@ class _Worker:
     def _start(self) -> None:
         self._kill()
         root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env = worker_environment(os.environ, root)
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-X", "faulthandler", "-m", "data.extract.worker", str(self.memory_mb)],
@@ -271,6 +288,13 @@ class _Worker:
         self._kill()
 
 
+def worker_environment(parent: Mapping[str, str], root: str) -> dict[str, str]:
+    """The allow-listed part of the parent's environment, with the project root on PYTHONPATH."""
+    env = {k: v for k, v in parent.items() if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, parent.get("PYTHONPATH")]))
+    return env
+
+
 def _send(pipe, *frames: bytes) -> None:
     for frame in frames:
         pipe.write(_HEADER.pack(len(frame)))
@@ -278,9 +302,12 @@ def _send(pipe, *frames: bytes) -> None:
     pipe.flush()
 
 
-def _receive(pipe, deadline: float | None = None) -> dict:
-    """One JSON frame; TimeoutError past the deadline, EOFError if the other side closed."""
+def _receive(pipe, deadline: float | None = None, max_bytes: int = MAX_ANSWER_BYTES) -> dict:
+    """One JSON frame; TimeoutError past the deadline, EOFError if the other side closed, AnswerTooLarge (nothing
+    read past the length prefix) if it announces more than `max_bytes`."""
     size = _HEADER.unpack(_read_exactly(pipe, _HEADER.size, deadline))[0]
+    if size > max_bytes:
+        raise AnswerTooLarge(f"the worker's answer is {size} bytes, over the cap of {max_bytes} bytes")
     return json.loads(_read_exactly(pipe, size, deadline))
 
 

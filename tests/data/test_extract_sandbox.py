@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from data.extract import ExtractionSkipped
-from data.extract.errors import MEMORY, NOT_HTML, REASONS, TIMEOUT, WORKER_CRASH
-from data.extract.sandbox import ExtractionPool, extract_bytes
+from data.extract.errors import ANSWER_TOO_LARGE, MEMORY, NOT_HTML, REASONS, TIMEOUT, WORKER_CRASH
+from data.extract.sandbox import ExtractionPool, extract_bytes, worker_environment
 
 BOUND = 10.0  # seconds; every hostile input must end well within it
 SLACK = 2.0  # what killing and reporting may add on a loaded machine
@@ -166,3 +166,44 @@ def test_bad_arguments_fail_loudly():
     with ExtractionPool(memory_mb=100) as pool:
         with pytest.raises(RuntimeError, match="extract_memory_mb"):
             pool.extract(b"<p>x</p>", "html")
+
+
+def test_workers_see_none_of_the_parents_secrets(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-secret")
+    monkeypatch.setenv("PREFECT_API_URL", "http://10.0.0.5:4200/api")
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_parent_secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_parent_secret")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    with ExtractionPool() as pool:
+        assert pool.extract(b"<p>still works</p>", "html").text == "still works"
+        [pid] = pool.worker_pids()
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError as error:
+            pytest.skip(f"cannot read a process's environment here: {error}")
+    names = {entry.split(b"=", 1)[0].decode() for entry in raw.split(b"\0") if entry}
+    assert "LC_ALL" in names and "PYTHONPATH" in names
+    assert not names & {"OPENAI_API_KEY", "PREFECT_API_URL", "PREFECT_API_KEY", "HF_TOKEN", "HOME"}
+    assert b"secret" not in raw
+
+
+def test_worker_environment_is_an_allow_list():
+    parent = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "LC_CTYPE": "C.UTF-8", "TMPDIR": "/tmp/x", "PYTHONPATH": "/extra",
+              "AWS_SECRET_ACCESS_KEY": "k", "GITHUB_TOKEN": "t", "DATABASE_URL": "postgres://u:p@h/db"}
+    env = worker_environment(parent, "/project")
+    assert env == {"PATH": "/usr/bin", "LANG": "C.UTF-8", "LC_CTYPE": "C.UTF-8", "TMPDIR": "/tmp/x",
+                   "PYTHONPATH": os.pathsep.join(["/project", "/extra"])}
+
+
+def test_an_answer_over_the_cap_is_refused_unread_and_the_worker_replaced(shared: Path):
+    page = (shared / "corpora" / "web" / "html" / "gutenberg" / "alice_pg11-h.htm").read_bytes()  # ~140 KB of text
+    with ExtractionPool(max_answer_bytes=2000) as pool:
+        assert pool.extract(b"0", "test-sleep").text == "test-sleep 0 done"
+        [old] = pool.worker_pids()
+        result = pool.extract(page, "html")
+        assert result.text is None and result.reason == ANSWER_TOO_LARGE
+        assert "over the cap of 2000 bytes" in result.detail and "worker replaced" in result.detail
+        with pytest.raises(ProcessLookupError):
+            os.kill(old, 0)
+        assert pool.extract(b"<p>small</p>", "html").text == "small"  # a fresh worker, a clean channel
+        assert pool.worker_pids() != [old]
