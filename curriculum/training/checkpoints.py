@@ -41,11 +41,14 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 END = "end"
-OPTIMIZER_FILE = "optimizer.safetensors"
+OPTIMIZER_AND_RNG_FILE = "optimizer.safetensors"  # AdamW state and the RNG states (an older name, kept)
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 _ITER_DIR = re.compile(r"^iter-(\d+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Every file of a checkpoint folder but the manifest, which lists exactly these.
+CHECKPOINT_FILES = (WEIGHTS_FILE, OPTIMIZER_AND_RNG_FILE, CONFIG_FILE, STATE_FILE)
 
 
 class CheckpointError(ValueError):
@@ -90,12 +93,12 @@ def save_checkpoint(
     tmp = tmp_path_for(path)
     tmp.mkdir()
     save_weights(model, tmp / WEIGHTS_FILE)
-    save_file(optimizer_tensors(model, optimizer) | rng_tensors(), str(tmp / OPTIMIZER_FILE))
+    save_file(optimizer_tensors(model, optimizer) | rng_tensors(), str(tmp / OPTIMIZER_AND_RNG_FILE))
     _write_json(tmp / CONFIG_FILE, card)
     state = {"format_version": FORMAT_VERSION, **state}
     _write_json(tmp / STATE_FILE, state)
     files = {}
-    for name in (WEIGHTS_FILE, OPTIMIZER_FILE, CONFIG_FILE, STATE_FILE):
+    for name in CHECKPOINT_FILES:
         fsync_file(tmp / name)
         files[name] = sha256_file(tmp / name)
     pause_point("checkpoint-write", state["curriculum_stage_idx"], state["stage_iter"])
@@ -128,17 +131,19 @@ def read_checkpoint(path: Path, expect_sha256: str | None = None) -> Checkpoint:
     sha = hashlib.sha256(blob).hexdigest()
     if expect_sha256 is not None and sha != expect_sha256:
         raise CheckpointError(f"checkpoint {path} has checksum {sha[:12]}..., expected {expect_sha256[:12]}...")
-    try:
-        files = json.loads(blob)["files"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is damaged") from None
+    files = _manifest_files(path, blob)
     for name, want in files.items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint {path} is missing {name}")
         if sha256_file(file) != want:
             raise CheckpointError(f"checkpoint {path}: {name} does not match its checksum (truncated or damaged)")
-    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    try:
+        state = json.loads((path / STATE_FILE).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {path}: {STATE_FILE} is not JSON") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: {STATE_FILE} holds {type(state).__name__}, not an object")
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {state.get('format_version')}, this code reads {FORMAT_VERSION}"
@@ -146,15 +151,36 @@ def read_checkpoint(path: Path, expect_sha256: str | None = None) -> Checkpoint:
     return Checkpoint(path=path, sha256=sha, state=state, files=files)
 
 
+def _manifest_files(path: Path, blob: bytes) -> dict[str, str]:
+    """The manifest's file -> sha256 table; CheckpointError unless it names exactly the files a checkpoint has,
+    each with a SHA-256 (a manifest that lists fewer would leave the others unverified)."""
+    try:
+        manifest = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is damaged (not JSON)") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is damaged (no table of files)")
+    if sorted(files) != sorted(CHECKPOINT_FILES):
+        raise CheckpointError(
+            f"checkpoint {path}: {MANIFEST_FILE} lists {sorted(files)}; a checkpoint has exactly "
+            f"{sorted(CHECKPOINT_FILES)}"
+        )
+    bad = [name for name, sha in files.items() if not (isinstance(sha, str) and _SHA256.match(sha))]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} has no valid SHA-256 for {bad}")
+    return files
+
+
 def load_checkpoint(checkpoint: Checkpoint, model: GPT, optimizer: torch.optim.Optimizer | None = None) -> None:
     """Weights into `model`; moments and step into `optimizer` when given. RNG states: `restore_rng`."""
     load_weights(model, checkpoint.path / WEIGHTS_FILE)
     if optimizer is not None:
-        load_optimizer(model, optimizer, load_file(str(checkpoint.path / OPTIMIZER_FILE)))
+        load_optimizer(model, optimizer, load_file(str(checkpoint.path / OPTIMIZER_AND_RNG_FILE)))
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:
-    tensors = load_file(str(checkpoint.path / OPTIMIZER_FILE))
+    tensors = load_file(str(checkpoint.path / OPTIMIZER_AND_RNG_FILE))
     torch.set_rng_state(tensors["rng.torch"])
     if torch.cuda.is_available():
         states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
