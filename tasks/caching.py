@@ -14,6 +14,7 @@ from prefect import Task, get_run_logger
 from prefect.context import TaskRunContext
 
 from data.checksums import json_sha256
+from tasks.result_storage import set_aside_untrusted_records
 
 RESULTS_DIRNAME = ".prefect-results"
 
@@ -48,9 +49,17 @@ def keyed_by(identity: Callable[[dict[str, Any]], Any], *modules: str):
 
 
 def results_dir(base: str | Path) -> Path:
-    """Where persisted task results (small JSON records) live: inside the folder the records point into."""
-    path = Path(base).resolve() / RESULTS_DIRNAME
-    path.mkdir(parents=True, exist_ok=True)
+    """Where persisted task results (small JSON records) live: inside the folder the records point into.
+
+    A data or run folder this creates, and the records' folder always, are private (0700): a record that
+    others could rewrite would decide what the next run trusts (tasks/result_storage.py).
+    """
+    base = Path(base).resolve()
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.mkdir(mode=0o700, exist_ok=True)
+    path = base / RESULTS_DIRNAME
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)  # also when an earlier version made it with the umask's mode
     return path
 
 
@@ -67,7 +76,9 @@ def run_cached(task: Task[..., R], storage: str | Path, **parameters: Any) -> tu
     A record from the cache is trusted only if its files are still whole; otherwise the step runs
     again (refresh_cache overwrites the stale record) instead of failing later.
     """
-    bound = task.with_options(result_storage=results_dir(storage))
+    records = results_dir(storage)
+    set_aside_untrusted_records(records)  # never let Prefect deserialize a record we did not write
+    bound = task.with_options(result_storage=records)
     state = bound(**parameters, return_state=True)
     record = state.result()
     if state.name != "Cached":

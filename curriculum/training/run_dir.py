@@ -135,7 +135,7 @@ def prepare_run_dir(
         log.warning("--restart: moved the previous run folder %s aside to %s", run_dir, aside)
     if check_run_dir(run_dir, fingerprint):
         return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: its records decide what resumes
     record = {
         "fingerprint": fingerprint,
         "fingerprint_sha256": fingerprint_hash(fingerprint),

@@ -80,7 +80,8 @@ def test_a_glob_is_checked_by_the_folder_before_its_first_wildcard():
 
 def config(layout, **stage_fields) -> dict:
     root = layout["root"]
-    stage = {"name": "books", "dataset_key": "local-files", "block_size": 32, "n_epochs": 1, "files": [str(root / "books")]}
+    stage = {"name": "books", "dataset_key": "local-files", "block_size": 32, "n_epochs": 1,
+             "files": [str(root / "books")]}
     stage.update(stage_fields)
     return {"stages": [stage], "data": {"data_dir": str(root / "data")}, "train": {"out_dir": str(root / "run")}}
 
