@@ -14,6 +14,10 @@ from tests.data.web.server import WebTestServer
 PAGE = "html/readability/ars-1.html"
 OTHER_PAGE = "html/gumbo/wikipedia.html"
 PDF = "pdf/sf-001-minimal-document.pdf"
+# What a loaded 2-core machine may add to a local fetch that takes well under a second. Upper bounds on time
+# are this plus what the behaviour under test allows, and stay far below what the failure they rule out takes
+# (a 3600 s Retry-After honoured, a 30 s drip or endless body read to its end).
+SLACK_S = 10.0
 
 
 def fetch_all(urls: list[str], config: ScrapeConfig, cache_dir: Path) -> list[FetchResult]:
@@ -94,7 +98,8 @@ def test_retry_after_beyond_the_limit_fails_fast(server: WebTestServer, fast_con
     started = time.monotonic()
     result = fetch_one(url, fast_config, tmp_path)
     assert (result.status, result.reason) == ("failed", "rate-limited")
-    assert "3600" in result.detail and time.monotonic() - started < 2
+    assert "3600" in result.detail and time.monotonic() - started < SLACK_S
+    assert len(server.requests("/retry-after")) == 1  # never asked again
 
 
 def test_slow_drip_body_stops_at_the_deadline(server: WebTestServer, fast_config: ScrapeConfig, tmp_path: Path):
@@ -102,7 +107,7 @@ def test_slow_drip_body_stops_at_the_deadline(server: WebTestServer, fast_config
     started = time.monotonic()
     result = fetch_one(server.url("/drip?interval=0.1&n=100000"), config, tmp_path)
     assert (result.status, result.reason) == ("failed", "deadline")
-    assert time.monotonic() - started < 1.5 + 1.0
+    assert time.monotonic() - started < config.url_deadline + SLACK_S
 
 
 def test_endless_body_and_gzip_bomb_hit_the_size_cap(server: WebTestServer, fast_config: ScrapeConfig, tmp_path: Path):
@@ -111,7 +116,7 @@ def test_endless_body_and_gzip_bomb_hit_the_size_cap(server: WebTestServer, fast
     for result in (endless, bomb):
         assert (result.status, result.reason) == ("skipped", "too-large"), result
         assert str(fast_config.max_html_bytes) in result.detail
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < SLACK_S
     assert not list(tmp_path.rglob("*.body"))  # nothing capped reaches the cache
 
 
@@ -212,4 +217,4 @@ def test_unreachable_hosts_fail_fast(fast_config: ScrapeConfig, tmp_path: Path):
     started = time.monotonic()
     results = fetch_all(urls, fast_config, tmp_path)
     assert {(r.status, r.reason) for r in results} == {("failed", "host-unreachable")}
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < SLACK_S

@@ -24,6 +24,10 @@ from data.web.source import WebReader
 from data.web.urls import ScrapeError
 from tests.data.web.server import WebTestServer
 
+# What a loaded 2-core machine may add to work that takes about a second here: upper bounds on time are this plus
+# what the behaviour under test allows, far below what the failure they rule out would take.
+SLACK_S = 10.0
+
 GOOD_PAGES = [
     "html/readability/ars-1.html",
     "html/gutenberg/alice_pg11-h.htm",
@@ -187,7 +191,7 @@ def test_hostile_pdfs_are_skipped_within_the_time_bound(crawl: Crawl):
         found = row(crawl, name)
         # The extractor's reason, or the fetcher's for a file that is not a PDF at all (a raw LZW stream).
         assert found.status == "skipped" and (found.reason in REASONS or found.reason == "unsupported-type"), found
-        assert found.extract_seconds <= crawl.config.extract_timeout + 2, found
+        assert found.extract_seconds <= crawl.config.extract_timeout + SLACK_S, found
 
 
 def test_local_txt_never_enters_and_report_is_complete(crawl: Crawl, shared: Path):
@@ -222,14 +226,15 @@ def test_rerun_uses_conditional_get_and_gives_identical_documents(
 def test_stopping_early_ends_the_crawl_and_reports_the_rest(
     server: WebTestServer, fast_config: ScrapeConfig, tmp_path: Path
 ):
-    urls = [server.file_url(GOOD_PAGES[0])] + [server.url(f"/sleep?s=0.5&path=/files/{GOOD_PAGES[2]}&n={i}")
+    # Slow enough that waiting for them (20 x 5 s, two at a time) could never pass for stopping early.
+    urls = [server.file_url(GOOD_PAGES[0])] + [server.url(f"/sleep?s=5&path=/files/{GOOD_PAGES[2]}&n={i}")
                                                  for i in range(20)]
     reader = WebReader(urls, config=fast_config, cache_dir=tmp_path / "cache", report_path=tmp_path / "r.json")
     started = time.monotonic()
     documents = reader.documents(SkipReport(source="custom-scrape"))
     next(documents)
     documents.close()  # what write_documents does once it has n_items
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < SLACK_S
     rows = read_crawl_report(tmp_path / "r.json").rows
     assert len(rows) == len(urls) and sum(r.reason == "not-read" for r in rows) == len(urls) - 1
 
@@ -249,7 +254,7 @@ def test_offline_stage_fails_fast_with_a_clear_error(fast_config: ScrapeConfig, 
     started = time.monotonic()
     with pytest.raises(ScrapeError) as error:
         read_stage(reader)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < SLACK_S
     message = str(error.value)
     assert "every URL" in message and str(listing) in message
     assert "host-unreachable: 11" in message and "network" in message and "paths:" in message
