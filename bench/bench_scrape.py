@@ -7,7 +7,8 @@ path over them: HTTP fetch, size caps, sniffing, on-disk cache, extraction in th
 dedup. Prints pages/s and MB/s of a cold run, extraction ms/page for HTML and PDF, the same crawl again
 (every URL revalidated with a conditional GET answered 304), and the extraction-dev F1 of
 data.extract.extract_html next to the selectolax body-text baseline, both measured in this run.
-Politeness delays are off (one local host); everything else is the default ScrapeConfig. Also printed: the
+Politeness delays are off (one local host) and the server's 127.0.0.1 is allowed (scrape.allow_private);
+everything else is the default ScrapeConfig. Also printed: the
 fetch side alone (no extraction) and the slowest extractions.
 """
 
@@ -66,7 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     web = SHARED / "corpora" / "web"
     files = sorted(p for p in (web / "html").rglob("*") if p.is_file()) + sorted((web / "pdf").glob("*.pdf"))
-    config = ScrapeConfig(per_host_delay=0.0, per_host=args.concurrency, max_concurrency=args.concurrency)
+    config = ScrapeConfig(per_host_delay=0.0, per_host=args.concurrency, max_concurrency=args.concurrency,
+                          allow_private=["127.0.0.1"])
     with WebTestServer(SHARED) as server, tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp:
         urls = [server.file_url(str(p.relative_to(web))) for p in files]
         fetch_s = fetch_only(urls, config, Path(tmp))
