@@ -18,6 +18,7 @@ either the old state or the complete new folder, never a half-written one under 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from curriculum.training.faults import pause_point
-from data.atomic import fsync_dir, fsync_file, remove_stale_tmp, sha256_file, tmp_path_for
+from data.atomic import fsync_dir, fsync_file, is_stale_tmp, remove_stale_tmp, sha256_file, tmp_path_for
 from model.gpt import GPT
 from model.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_weights
 
@@ -53,6 +54,34 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, OPTIMIZER_AND_RNG_FILE, CONFIG_FILE, STATE_FIL
 
 class CheckpointError(ValueError):
     """A checkpoint folder is incomplete, damaged or not from this run; the message says what to do."""
+
+
+# Out of space, out of quota, or past a file-size limit (RLIMIT_FSIZE).
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _os_error_code(error: BaseException) -> int | None:
+    """The errno behind a failed write: an OSError's own, or the one safetensors (Rust) reports in its message."""
+    if isinstance(error, OSError):
+        return error.errno
+    match = re.search(r"\(os error (\d+)\)", str(error))
+    return int(match.group(1)) if match else None
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written for lack of space; nothing of it is left under a real or temporary name."""
+
+    def __init__(self, path: Path, code: int):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there now"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            code,
+            f"could not write checkpoint {path}: {os.strerror(code)} (a full disk, a quota or a file-size limit; "
+            f"{free}). Nothing of it was kept. Free some space and run again: training resumes from the last "
+            "checkpoint written",
+        )
 
 
 @dataclass(frozen=True)
@@ -91,27 +120,35 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(path)
     tmp = tmp_path_for(path)
-    tmp.mkdir()
-    save_weights(model, tmp / WEIGHTS_FILE)
-    save_file(optimizer_tensors(model, optimizer) | rng_tensors(), str(tmp / OPTIMIZER_AND_RNG_FILE))
-    _write_json(tmp / CONFIG_FILE, card)
-    state = {"format_version": FORMAT_VERSION, **state}
-    _write_json(tmp / STATE_FILE, state)
-    files = {}
-    for name in CHECKPOINT_FILES:
-        fsync_file(tmp / name)
-        files[name] = sha256_file(tmp / name)
-    pause_point("checkpoint-write", state["curriculum_stage_idx"], state["stage_iter"])
-    manifest = json.dumps({"format_version": FORMAT_VERSION, "files": files}, indent=2, sort_keys=True) + "\n"
-    (tmp / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
-    fsync_file(tmp / MANIFEST_FILE)
-    fsync_dir(tmp)
-    if path.exists():
-        aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        path.rename(aside)
-        log.warning("moved the checkpoint that resume skipped, %s, aside to %s", path, aside)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    try:
+        tmp.mkdir()
+        save_weights(model, tmp / WEIGHTS_FILE)
+        save_file(optimizer_tensors(model, optimizer) | rng_tensors(), str(tmp / OPTIMIZER_AND_RNG_FILE))
+        _write_json(tmp / CONFIG_FILE, card)
+        state = {"format_version": FORMAT_VERSION, **state}
+        _write_json(tmp / STATE_FILE, state)
+        files = {}
+        for name in CHECKPOINT_FILES:
+            fsync_file(tmp / name)
+            files[name] = sha256_file(tmp / name)
+        pause_point("checkpoint-write", state["curriculum_stage_idx"], state["stage_iter"])
+        manifest = json.dumps({"format_version": FORMAT_VERSION, "files": files}, indent=2, sort_keys=True) + "\n"
+        (tmp / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
+        fsync_file(tmp / MANIFEST_FILE)
+        fsync_dir(tmp)
+        if path.exists():
+            aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.rename(aside)
+            log.warning("moved the checkpoint that resume skipped, %s, aside to %s", path, aside)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException as error:
+        # A full disk (or a file-size limit) fails a write half-way: remove the half, and say what happened.
+        shutil.rmtree(tmp, ignore_errors=True)
+        code = _os_error_code(error)
+        if code in _DISK_FULL:
+            raise CheckpointWriteError(path, code) from error
+        raise
     return Checkpoint(path=path, sha256=hashlib.sha256(manifest.encode("utf-8")).hexdigest(), state=state, files=files)
 
 
@@ -238,13 +275,19 @@ def prune_in_stage(folder: Path, keep: int) -> None:
         doomed = tmp_path_for(path)
         path.rename(doomed)
         shutil.rmtree(doomed)
+    # Checkpoints that resume skipped and a save moved aside: the newest stays for inspection, older ones go.
+    replaced = [p for p in folder.glob("*.replaced-*") if not p.name.startswith(".")]
+    for path in sorted(replaced, key=lambda p: p.stat().st_mtime)[:-1]:
+        doomed = tmp_path_for(path)
+        path.rename(doomed)
+        shutil.rmtree(doomed)
     remove_stale_tmp_dirs(folder)
 
 
 def remove_stale_tmp_dirs(folder: Path) -> None:
-    """Temporary folders of writes or deletions a kill interrupted."""
+    """Temporary folders of writes or deletions a kill interrupted (a live writer's stay)."""
     for path in folder.iterdir() if folder.is_dir() else ():
-        if path.name.startswith(".") and ".tmp-" in path.name and path.is_dir():
+        if path.is_dir() and is_stale_tmp(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -256,11 +299,15 @@ def copy_pretrained(checkpoint: Checkpoint, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(folder)
     tmp = tmp_path_for(folder)
-    tmp.mkdir()
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        shutil.copyfile(checkpoint.path / name, tmp / name)
-        fsync_file(tmp / name)
-    fsync_dir(tmp)
+    try:
+        tmp.mkdir()
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            shutil.copyfile(checkpoint.path / name, tmp / name)
+            fsync_file(tmp / name)
+        fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # e.g. a full disk: no half copy left behind
+        raise
     if folder.exists():
         old = tmp_path_for(folder)  # final/ is a copy: the checkpoint it came from stays
         folder.rename(old)

@@ -139,7 +139,8 @@ def main(spec: dict) -> None:
 
 
 def spawn_training(run_dir: Path, data_dir: Path, curriculum: Curriculum, model: ModelConfig, train: TrainConfig,
-                   pause_at: str | None = None, paused_file: Path | None = None) -> subprocess.Popen:
+                   pause_at: str | None = None, paused_file: Path | None = None,
+                   file_size_limit: int | None = None) -> subprocess.Popen:
     spec = {
         "run_dir": str(run_dir),
         "data_dir": str(data_dir),
@@ -156,7 +157,17 @@ def spawn_training(run_dir: Path, data_dir: Path, curriculum: Curriculum, model:
     return subprocess.Popen(
         [sys.executable, "-c", code, json.dumps(spec)], env=env, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=(lambda: _limit_file_size(file_size_limit)) if file_size_limit else None,
     )
+
+
+def _limit_file_size(limit: int) -> None:
+    """In the child: no file may grow past `limit` bytes, as on a full disk; a write past it fails with EFBIG
+    (SIGXFSZ, which would kill the process instead, is ignored)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
 def run_training(*args, **kwargs) -> str:
