@@ -26,7 +26,7 @@ from data.web.politeness import backoff_seconds, parse_retry_after
 from data.web.robots_fetch import OK_CODES, REDIRECT_CODES, Origins
 from data.web.sniff import HTML_TYPES, PDF_TYPES, SNIFF_BYTES, parse_content_type, sniff
 from data.web.transport import AddressNotAllowed, crawler_client, describe_error
-from data.web.urls import join_redirect, redact
+from data.web.urls import join_redirect, port_problem, redact
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,11 @@ class Fetcher:
     async def _fetch_hop(self, url: str, budget: asyncio.Timeout, state: _Progress) -> _Outcome:
         """One URL of a redirect chain: robots, then attempts with retries."""
         assert self._origins is not None
-        origin = await self._origins.ready(httpx.URL(url))
+        parsed = httpx.URL(url)
+        problem = port_problem(parsed)
+        if problem:  # a URL not checked by load_url_list: the resolver would raise on it
+            return _Outcome("failed", "invalid-url", f"{url}: {problem}")
+        origin = await self._origins.ready(parsed)
         if origin.blocked is not None:
             return _Outcome(*origin.blocked)
         assert origin.rules is not None and origin.gate is not None  # set together with `blocked` unset

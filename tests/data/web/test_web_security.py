@@ -126,6 +126,14 @@ def test_bad_ports_and_ipv6_literals_are_rows_and_the_stage_goes_on(
     assert rows[urls[4]].final_url == "http://[2001:db8::1]:8080/y"
 
 
+def test_the_fetcher_refuses_bad_ports_it_is_handed_directly(
+    server: WebTestServer, fast_config: ScrapeConfig, tmp_path: Path
+):
+    results = fetch_all(["http://127.0.0.1:70000/x", "http://127.0.0.1:0/x", server.file_url(PAGE)], fast_config,
+                        tmp_path)
+    assert [(r.status, r.reason) for r in results] == [("failed", "invalid-url")] * 2 + [("ok", "")]
+
+
 def test_an_unexpected_error_in_one_url_is_that_urls_row(
     server: WebTestServer, fast_config: ScrapeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
