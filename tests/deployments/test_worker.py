@@ -50,7 +50,10 @@ def test_prefect_yaml_deploys_both_and_a_process_worker_runs_one(own_server, tmp
                 {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
 
     log_path = tmp_path / "worker.log"
-    env = own_server.env(PREFECT_WORKER_QUERY_SECONDS="1", CURRICULUM_HUB_MIRROR=str(hub_mirror))
+    # Runs start in the project root (the pull step); their config and data live under tmp_path, allowed
+    # through the worker's environment as README's "Security" says (curriculum/allowed_paths.py).
+    env = own_server.env(PREFECT_WORKER_QUERY_SECONDS="1", CURRICULUM_HUB_MIRROR=str(hub_mirror),
+                         CURRICULUM_ALLOWED_PATHS=str(tmp_path))
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--limit", "1"],

@@ -3,6 +3,7 @@ need a serving process of their own (one they kill, or one on another server).""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.prefect_server import ROOT, PrefectServer, stop_process
+
+SHARED = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")).resolve()
 
 
 @dataclass
@@ -33,8 +36,15 @@ class Served:
 
 
 def start_serve(server: PrefectServer, cwd: Path, env_extra: dict[str, str], timeout: float = 90,
-                args: tuple[str, ...] = ()) -> Served:
-    """Start deployments/serve.py from `cwd` (not the project root: the script must find its packages)."""
+                args: tuple[str, ...] = (), allow: tuple[Path, ...] | None = None) -> Served:
+    """Start deployments/serve.py from `cwd` (not the project root: the script must find its packages).
+
+    Served runs may use paths under `cwd` and `allow` (default: the temporary folder, where tests keep their
+    configs and outputs, and ../shared, which they read); see curriculum/allowed_paths.py.
+    """
+    if allow is None:
+        allow = (Path(tempfile.gettempdir()), SHARED)
+    args = (*[arg for folder in allow for arg in ("--allow-path", str(folder))], *args)
     log_path = cwd / "serve.log"
     env = server.env(
         # Runs start within a second of being scheduled (the default poll is every 10 s).
