@@ -49,10 +49,6 @@ class SkipReport:
         self.notes.append(message)
         log.info(message)
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
     def as_dict(self) -> dict[str, Any]:
         return {"skipped": dict(self.counts), "examples": self.examples, "notes": self.notes[:50]}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -20,7 +21,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from prefect.artifacts import TableArtifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
@@ -116,8 +116,20 @@ class _Artifact:
         return found[0].id if found else None
 
 
-def _table_data(rows: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(TableArtifact._sanitize([dict(row) for row in rows]))  # NaN -> null, as Prefect does
+def table_json(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as a table artifact's data: strict JSON, where NaN and infinities (JSON has no such numbers,
+    and the UI's parser rejects Python's `NaN`/`Infinity`) become null, shown as an empty cell."""
+    return json.dumps([_finite_or_none(dict(row)) for row in rows], allow_nan=False)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 class Progress:
@@ -204,12 +216,12 @@ class LiveTable:
             return
         self._next = time.monotonic() + self.min_interval_s
         self._pending = False
-        self._artifact.publish(_table_data(self.rows))
+        self._artifact.publish(table_json(self.rows))
 
 
 def publish_table(key: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:
     """A table artifact of the flow run; a later call with the same key in the same run replaces its rows."""
-    _Artifact("table", key, description, flow_level=True).publish(_table_data(rows))
+    _Artifact("table", key, description, flow_level=True).publish(table_json(rows))
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:

@@ -1,6 +1,6 @@
 """Which tokens go into each batch: seeded epochs of train windows, fixed windows for evaluation.
 
-Every batch is a pure function of (seed, stage, iteration, micro-step, rank): resuming needs no saved data
+Every batch is a pure function of (seed, stage, iteration, micro-step): resuming needs no saved data
 state beyond the iteration number, and evaluation draws no random numbers, so it cannot shift training.
 """
 
@@ -14,8 +14,7 @@ class TrainWindows:
     """Batches of block_size+1 token windows; epoch e is a permutation seeded by (seed, stage_index, e).
 
     Windows are read as one stream, epoch after epoch. Iteration `it` takes the stream's sequences
-    [it * S, (it + 1) * S), S = batch_size * grad_accum * world_size; micro-step m of rank r takes its
-    batch_size of them, so ranks never share a window (for DDP: pass rank and world_size).
+    [it * S, (it + 1) * S), S = batch_size * grad_accum; micro-step m takes the m-th batch_size of them.
     """
 
     def __init__(
@@ -26,8 +25,6 @@ class TrainWindows:
         grad_accum: int,
         seed: int,
         stage_index: int,
-        rank: int = 0,
-        world_size: int = 1,
     ):
         self.tokens = tokens
         self.block_size = block_size
@@ -35,10 +32,8 @@ class TrainWindows:
         self.grad_accum = grad_accum
         self.seed = seed
         self.stage_index = stage_index
-        self.rank = rank
-        self.world_size = world_size
         self.windows = max(tokens.size - 1, 0) // block_size
-        self.seqs_per_iter = batch_size * grad_accum * world_size
+        self.seqs_per_iter = batch_size * grad_accum
         self._epoch = -1
         self._order = np.empty(0, dtype=np.int64)
 
@@ -55,7 +50,7 @@ class TrainWindows:
         return self._order
 
     def window_ids(self, stage_iter: int, micro_step: int) -> np.ndarray:
-        first = stage_iter * self.seqs_per_iter + (micro_step * self.world_size + self.rank) * self.batch_size
+        first = stage_iter * self.seqs_per_iter + micro_step * self.batch_size
         ids = np.empty(self.batch_size, dtype=np.int64)
         for i, sample in enumerate(range(first, first + self.batch_size)):
             ids[i] = self._order_of(sample // self.windows)[sample % self.windows]

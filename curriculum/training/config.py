@@ -25,7 +25,7 @@ class TrainConfig(BaseModel):
     warmup_iters: NonNegativeInt = Field(20, description="Linear warmup iterations of each schedule.")
     lr_schedule: Literal["per-stage", "global"] = Field(
         "per-stage",
-        description="'per-stage': warmup and cosine restart at each stage (the original design); "
+        description="'per-stage': warmup and cosine restart at each stage; "
         "'global': one schedule over the whole curriculum.",
     )
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay of matrices (not biases or norms).")

@@ -21,8 +21,8 @@ class Runtime:
     device: str
     dtype: str
     compile: bool
-    torch: str
-    numpy: str
+    torch_version: str
+    numpy_version: str
     threads: int
     cpu_bf16: bool
     machine: str
@@ -86,8 +86,8 @@ def resolve_runtime(device: str, dtype: str, compile: bool) -> Runtime:
         device=str(torch_device),
         dtype=resolve_dtype(dtype, torch_device),
         compile=compile,
-        torch=torch.__version__,
-        numpy=np.__version__,
+        torch_version=torch.__version__,
+        numpy_version=np.__version__,
         threads=torch.get_num_threads(),
         cpu_bf16=cpu_has_native_bf16(),
         machine=platform.machine(),

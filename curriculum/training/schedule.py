@@ -26,7 +26,7 @@ class StagePlan:
     n_epochs: int
     train_tokens: int
     windows: int
-    seqs_per_iter: int  # batch_size * grad_accum * world_size
+    seqs_per_iter: int  # batch_size * grad_accum
     epoch_iters: int  # iterations of n_epochs
     total_iters: int  # epoch_iters, capped by train.max_iters
 
@@ -42,12 +42,10 @@ class StagePlan:
         return asdict(self)
 
 
-def plan_stage(
-    curriculum: Curriculum, stage_index: int, train_tokens: int, cfg: TrainConfig, world_size: int = 1
-) -> StagePlan:
+def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg: TrainConfig) -> StagePlan:
     stage = curriculum.stages[stage_index]
     windows = max(train_tokens - 1, 0) // stage.block_size
-    seqs_per_iter = cfg.batch_size * cfg.grad_accum * world_size
+    seqs_per_iter = cfg.batch_size * cfg.grad_accum
     epoch_iters = stage.n_epochs * windows // seqs_per_iter
     if epoch_iters == 0:
         raise ValueError(
@@ -70,9 +68,7 @@ def plan_stage(
     )
 
 
-def plan_curriculum(
-    curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig, world_size: int = 1
-) -> list[StagePlan]:
+def plan_curriculum(curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig) -> list[StagePlan]:
     """One plan per stage; `train_tokens` maps every stage name to its train token count."""
     missing = [stage.name for stage in curriculum.stages if stage.name not in train_tokens]
     if missing:
@@ -81,7 +77,7 @@ def plan_curriculum(
             f"(the n_tokens of each train shard header), stages: {[s.name for s in curriculum.stages]}"
         )
     return [
-        plan_stage(curriculum, i, int(train_tokens[stage.name]), cfg, world_size)
+        plan_stage(curriculum, i, int(train_tokens[stage.name]), cfg)
         for i, stage in enumerate(curriculum.stages)
     ]
 

@@ -78,10 +78,6 @@ def test_each_epoch_reads_every_window_once_in_a_seeded_order():
     x, y = windows.batch(0, 0, device=__import__("torch").device("cpu"))
     assert x.shape == y.shape == (4, 16)
     assert (x[:, 1:] == y[:, :-1]).all()  # targets are inputs shifted by one
-    # two ranks split each iteration's windows without overlap
-    r0 = TrainWindows(tokens, 16, 2, 1, seed=3, stage_index=0, rank=0, world_size=2).window_ids(0, 0)
-    r1 = TrainWindows(tokens, 16, 2, 1, seed=3, stage_index=0, rank=1, world_size=2).window_ids(0, 0)
-    assert list(r0) + list(r1) == list(ids[:4])
 
 
 def test_eval_windows_are_fixed_and_spread():
@@ -99,7 +95,7 @@ def test_run_folder_holds_metrics_runtime_and_final_weights(trained_run, tmp_pat
     assert rows[-1]["stage_end"] and rows[-1]["val_loss"] == results[-1].val_loss
     assert {"train_loss", "val_loss", "lr", "tokens_per_s", "time", "iter_num"} <= set(rows[0])
     runtime = [json.loads(line) for line in (run_dir / "runtime.jsonl").read_text().splitlines()]
-    assert runtime[0]["device"] == "cpu" and runtime[0]["torch"] and "dtype" in runtime[0]
+    assert runtime[0]["device"] == "cpu" and runtime[0]["torch_version"] and "dtype" in runtime[0]
     model, card = load_pretrained(run_dir / "final")
     assert card["tokenizer"] == "r50k_base" and card["vocab_size"] == 50257 and card["model"]["block_size"] == 32
     assert (run_dir / "final" / "model.safetensors").read_bytes() == (
