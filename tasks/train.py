@@ -57,8 +57,7 @@ def train(
     bar = TerminalProgress()
     ui = TrainMonitor(run, [s.name for s in curriculum.stages], read_metrics(run_dir))
     mine = shards[stage_index]
-    data = StageData(train=mine.train_path, val=mine.val_path,
-                     earlier_val={s.stage: s.val_path for s in shards[:stage_index]})
+    data = stage_data(shards, stage_index)
     try:
         return train_stage(
             curriculum, stage_index, data, model, train, run_dir,
@@ -68,3 +67,12 @@ def train(
         )
     finally:
         bar.close()
+
+
+def stage_data(shards: list[ShardsRecord], stage_index: int) -> StageData:
+    """The shards stage `stage_index` reads, each with the checksum its record (and so this task's key) holds."""
+    mine = shards[stage_index]
+    keyed = {str(s.val_path): s.val_sha256 for s in shards[: stage_index + 1]}
+    keyed[str(mine.train_path)] = mine.train_sha256
+    return StageData(train=mine.train_path, val=mine.val_path,
+                     earlier_val={s.stage: s.val_path for s in shards[:stage_index]}, sha256=keyed)

@@ -40,7 +40,7 @@ from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer
     TrainListener,
     TrainListeners,
 )
-from data.shards import PREPARE_HINT, Shard, read_shard
+from data.shards import PREPARE_HINT, Shard, ShardError, read_shard
 from model.config import ModelConfig
 from model.pretrained import model_card
 
@@ -253,6 +253,14 @@ def _open_shards(
     paths = {"train": data.train, "val": data.val} | {f"val:{s.name}": data.earlier_val[s.name] for s in earlier}
     blocks = {"train": stage.block_size, "val": stage.block_size} | {f"val:{s.name}": s.block_size for s in earlier}
     shards = {key: read_shard(path, expect=expect, hint=PREPARE_HINT) for key, path in paths.items()}
+    for shard in shards.values():
+        keyed = data.sha256.get(str(shard.path))
+        if keyed is not None and shard.sha256 != keyed:
+            raise ShardError(
+                f"{shard.path} is not the shard this run was prepared with: its tokens have sha256 {shard.sha256}, "
+                f"the data preparation recorded {keyed} (the file was replaced or re-prepared since); "
+                f"{PREPARE_HINT}"
+            )
     if shards["train"].n_tokens != plan.train_tokens:
         raise ValueError(
             f"train_tokens[{stage.name!r}]={plan.train_tokens:,} but {data.train} holds {shards['train'].n_tokens:,} "

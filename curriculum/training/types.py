@@ -19,6 +19,9 @@ class StageData:
     train: Path
     val: Path
     earlier_val: dict[str, Path] = field(default_factory=dict)  # earlier stage name -> its val shard
+    # Shard path (str) -> the checksum it had when the caller's cache key was made (its ShardsRecord): a shard
+    # whose tokens differ now (re-prepared, swapped, edited) is refused. Shards not listed are checked only whole.
+    sha256: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_stage(cls, data_dir: str | Path, curriculum: Curriculum, stage_index: int) -> StageData:
