@@ -1,0 +1,123 @@
+"""tasks/caching.py: cache keys from content and code, never paths; a cache hit whose files are gone runs again.
+
+The cached-run tests run a real Prefect task inside a real flow on the session's Prefect server, with a project
+record whose `is_intact()` checks a real file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow, task
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from curriculum.prepare import DocumentsRecord
+from data.atomic import sha256_file
+from tasks.caching import RESULTS_DIRNAME, hash_key, keyed_by, results_dir, run_cached, step_code_hash
+
+# ---- keys -------------------------------------------------------------------------------------------------
+
+
+def write_module(folder: Path, source: str) -> str:
+    """A module of this source under a fresh name (step_code_hash remembers names for the process)."""
+    name = f"cache_probe_{uuid.uuid4().hex[:12]}"
+    (folder / f"{name}.py").write_text(source)
+    return name
+
+
+def test_the_code_hash_follows_the_source_not_the_module_name_or_file(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    one = write_module(tmp_path, "def step():\n    return 1\n")
+    same = write_module(tmp_path, "def step():\n    return 1\n")
+    edited = write_module(tmp_path, "def step():\n    return 2\n")
+    assert step_code_hash(one) == step_code_hash(same)
+    assert step_code_hash(one) != step_code_hash(edited)
+    # A step's hash covers every module it names.
+    assert step_code_hash(one, edited) not in (step_code_hash(one), step_code_hash(edited))
+
+
+def test_hash_key_depends_on_values_not_on_key_order():
+    assert hash_key("tokenize", {"sha256": "ab", "tokenizer": "r50k_base"}) == hash_key(
+        "tokenize", {"tokenizer": "r50k_base", "sha256": "ab"})
+    assert hash_key("tokenize", {"sha256": "ab"}) != hash_key("tokenize", {"sha256": "ac"})
+    assert hash_key("tokenize", "ab") != hash_key("shard", "ab")  # the step's name is part of the key
+    assert len(hash_key(Path("/x"))) == 64  # values JSON cannot hold are hashed too
+
+
+def test_results_dir_is_a_private_folder_inside_the_given_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = results_dir("data")  # relative: resolved once, so a later chdir cannot move the records
+    assert path == tmp_path / "data" / RESULTS_DIRNAME and path.is_dir()
+    assert path.stat().st_mode & 0o077 == 0
+    assert results_dir(tmp_path / "data") == path  # a second call finds it
+
+
+# ---- the cached run -----------------------------------------------------------------------------------------
+
+RAN: list[str] = []  # the file name of every call that really ran
+
+
+def text_identity(parameters: dict[str, Any]) -> Any:
+    """What decides the step's result: the text (never where it is written), or None for "do not cache"."""
+    return parameters["text"] if parameters["cache"] else None
+
+
+@task(name="write-text", cache_key_fn=keyed_by(text_identity, "data.atomic"), persist_result=True,
+      result_serializer="json")
+def write_text(text: str, path: Path, cache: bool = True) -> DocumentsRecord:
+    RAN.append(path.name)
+    path.write_text(text)
+    return DocumentsRecord(stage="probe", path=path, sha256=sha256_file(path), n_documents=1, n_chars=len(text),
+                           skipped={}, notes=[])
+
+
+@flow(name="caching-probe")
+def run_steps(storage: Path, steps: list[tuple[str, str, bool]]) -> list[tuple[str, bool]]:
+    """Each step (text, file name, cache?) through run_cached; returns (record's file name, came from cache)."""
+    done = []
+    for text, name, cache in steps:
+        record, cached = run_cached(write_text, storage, text=text, path=storage / name, cache=cache)
+        done.append((record.path.name, cached))
+    return done
+
+
+@pytest.fixture()
+def storage(prefect_server, tmp_path: Path) -> Iterator[Path]:
+    """A fresh data folder (its records are the cache), with flows run on the session's server."""
+    RAN.clear()
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield tmp_path / "data"
+
+
+def test_same_content_is_a_cache_hit_wherever_it_goes_and_new_content_runs(storage):
+    storage.mkdir()
+    done = run_steps(storage, [("hello", "a.txt", True), ("hello", "b.txt", True), ("hello!", "c.txt", True)])
+    assert done == [("a.txt", False), ("a.txt", True), ("c.txt", False)]
+    assert RAN == ["a.txt", "c.txt"]
+    assert not (storage / "b.txt").exists()
+    assert list((storage / RESULTS_DIRNAME).iterdir())  # the records live beside the data
+
+
+def test_a_cache_hit_whose_file_was_deleted_or_changed_runs_again(storage):
+    storage.mkdir()
+    assert run_steps(storage, [("hello", "a.txt", True), ("bye", "b.txt", True)]) == [
+        ("a.txt", False), ("b.txt", False)]
+    (storage / "a.txt").unlink()
+    (storage / "b.txt").write_text("edited by hand")
+    # Both keys hit, neither record is intact: both steps run again and their new records replace the old.
+    done = run_steps(storage, [("hello", "a.txt", True), ("bye", "b.txt", True)])
+    assert done == [("a.txt", False), ("b.txt", False)]
+    assert (storage / "a.txt").read_text() == "hello" and (storage / "b.txt").read_text() == "bye"
+    assert run_steps(storage, [("hello", "a.txt", True)]) == [("a.txt", True)]  # and are found next time
+    assert RAN == ["a.txt", "b.txt", "a.txt", "b.txt"]
+
+
+def test_an_identity_of_none_runs_the_step_every_time(storage):
+    storage.mkdir()
+    done = run_steps(storage, [("hello", "a.txt", False), ("hello", "a.txt", False), ("hello", "a.txt", True)])
+    assert done == [("a.txt", False), ("a.txt", False), ("a.txt", False)]
+    assert RAN == ["a.txt"] * 3
