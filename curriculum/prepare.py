@@ -191,6 +191,7 @@ def shard_stage(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConf
         min_val_windows=data_cfg.min_val_windows, seed=data_cfg.seed, stage=stage.name,
         meta={"stage": stage.name, "dataset_suffix": stage.dataset_suffix, "dataset_key": stage.dataset_key,
               "block_size": stage.block_size, "source_fingerprint": source_fingerprint},
+        before_commit=lambda: pause_point("shard-write", 0, 0),
     )
     header = read_header(train_path)
     record = ShardsRecord(

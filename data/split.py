@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,13 @@ def write_split_shards(
     seed: int,
     stage: str,
     meta: dict,
+    before_commit: Callable[[], None] | None = None,
 ) -> SplitSummary:
-    """Write `train_{stage}_{suffix}.bin` and `val_...bin`; documents keep their order within each."""
+    """Write `train_{stage}_{suffix}.bin` and `val_...bin`; documents keep their order within each.
+
+    `before_commit` runs once every token is written under the temporary names and neither file is renamed
+    into place: where a test pauses the process to kill it mid-write.
+    """
     source = read_shard(tokens_path)
     ends, keys = load_index(index_path)
     starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
@@ -109,6 +115,8 @@ def write_split_shards(
             lo, hi = int(starts[first]), int(ends[last - 1])
             for pos in range(lo, hi, COPY_TOKENS):
                 writer.write(np.asarray(source.tokens[pos : min(hi, pos + COPY_TOKENS)]))
+        if before_commit is not None:
+            before_commit()
         n_val_docs = int(is_val.sum())
         headers["train"] = train.commit(**inherited, **meta, split="train", n_documents=int(is_val.size) - n_val_docs)
         headers["val"] = val.commit(**inherited, **meta, split="val", n_documents=n_val_docs)

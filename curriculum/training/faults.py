@@ -6,6 +6,8 @@ Points:
   step              after the optimizer step that completed iteration <stage_iter>
   checkpoint-write  inside a checkpoint write at <stage_iter>: files written, not yet renamed into place
   fetch             (data preparation; give 0:0) as each stage's fetch starts, its folders locked
+  shard-write       (data preparation; give 0:0) a stage's train and val shards written under temporary
+                    names, neither renamed into place
 Unset (always, outside tests), this costs one environment lookup.
 """
 

@@ -51,7 +51,8 @@ def test_a_prepare_only_run_completes_with_a_task_run_per_step_and_stage(prepare
 
 def test_a_prepare_only_run_publishes_its_data_summary(prepared_run, served):
     with api_client(served.server) as client:
-        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[prepared_run.flow_run.id])))
+        of_run = FlowRunFilter(id=FlowRunFilterId(any_=[prepared_run.flow_run.id]))
+        artifacts = client.read_artifacts(flow_run_filter=of_run)
     tables = {artifact.key: artifact for artifact in artifacts if artifact.type == "table"}
     assert "tiny-data-summary" in tables, sorted(a.key or "" for a in artifacts)
     rows = json.loads(tables["tiny-data-summary"].data)

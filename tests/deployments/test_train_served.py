@@ -8,17 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from tests.support.configs import TRAIN_OVERRIDES, write_train_config
+from tests.support.pause import kill_group, pause_env, wait_until_paused
 from tests.support.prefect_server import ROOT, api_client, prefect_cli, start_prefect_server, trigger, wait_for_run
 from tests.support.serving import start_serve
 
@@ -114,21 +113,20 @@ def test_a_run_whose_process_was_killed_is_marked_crashed_and_its_retry_resumes(
                                                                                   tmp_path):
     serve_args = ("--crash-after", "60")
     env = {"CURRICULUM_HUB_MIRROR": str(hub_mirror)}
-    served = start_serve(own_server, tmp_path, env, args=serve_args)
+    paused = tmp_path / "paused"
+    # The flow run (a child of serve.py) stops after iteration 3 of the books stage, one past its checkpoint at 2.
+    served = start_serve(own_server, tmp_path, {**env, **pause_env(paused, "step", stage_index=1, stage_iter=3)},
+                         args=serve_args)
     config_path = write_train_config(tmp_path)
     out_dir = tmp_path / "run"
     flow_run_id, result = trigger(own_server, "curriculum/simple", config_path=str(config_path),
                                   overrides={**TRAIN_OVERRIDES, "train.out_dir": str(out_dir)})
     assert result.returncode == 0, result.stdout + result.stderr
     try:
-        checkpoint = out_dir / "checkpoints" / "01-books" / "iter-0000002"
-        deadline = time.monotonic() + 240
-        while not checkpoint.exists():
-            assert time.monotonic() < deadline, served.log()[-3000:]
-            time.sleep(0.01)
+        wait_until_paused(served.process, paused, log=served.log)
         # The serving process and the flow run's child process die together, mid-stage.
-        os.killpg(served.process.pid, signal.SIGKILL)
-        served.process.wait()
+        kill_group(served.process)
+        assert (out_dir / "checkpoints" / "01-books" / "iter-0000002").is_dir()
         assert not (out_dir / "final").exists()
 
         # No process is left to report the end: the heartbeat automation marks the run Crashed.
@@ -137,7 +135,7 @@ def test_a_run_whose_process_was_killed_is_marked_crashed_and_its_retry_resumes(
 
         again = tmp_path / "restarted"
         again.mkdir()
-        served = start_serve(own_server, again, env, args=serve_args)
+        served = start_serve(own_server, again, env, args=serve_args)  # no pause this time
         retry = prefect_cli(own_server, "flow-run", "retry", flow_run_id)
         assert retry.returncode == 0, retry.stdout + retry.stderr
         done = wait_for_run(own_server, flow_run_id, timeout=300, log=served.log_path)
@@ -150,4 +148,5 @@ def test_a_run_whose_process_was_killed_is_marked_crashed_and_its_retry_resumes(
     assert "Starting from: fresh weights" not in log  # the warmup stage was not trained again
     task_runs = task_runs_of(own_server, flow_run_id)
     assert task_runs["train-warmup"].state.is_completed()
-    assert sha256(out_dir / "final" / "model.safetensors") == sha256(trained_run.out_dir / "final" / "model.safetensors")
+    final = "final/model.safetensors"
+    assert sha256(out_dir / final) == sha256(trained_run.out_dir / final)

@@ -69,7 +69,8 @@ def test_prefect_yaml_deploys_both_and_a_process_worker_runs_one(own_server, tmp
         print(f"\nworker run {run.state_name} {time.monotonic() - started:.1f}s after `prefect deployment run`")
         assert run.state.is_completed(), f"{run.state.message}\n{log_path.read_text()[-4000:]}"
         with api_client(own_server) as client:
-            names = {t.name for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))}
+            of_run = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            names = {t.name for t in client.read_task_runs(flow_run_filter=of_run)}
         assert {"fetch-warmup", "tokenize-warmup", "shard-warmup"} <= names
         assert (tmp_path / "data" / "train_warmup_pretrain.bin").is_file()
     finally:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from data.shards import ShardError, read_shard
+from tests.support.pause import kill_group, pause_env, wait_until_paused
 
 # Each test runs flows/curriculum.py as a process, with Prefect's temporary server.
 pytestmark = pytest.mark.slow
@@ -111,23 +110,21 @@ def test_prepare_runs_then_everything_is_cached_then_only_the_edited_stage_rerun
     read_shard(train_books)
 
 
-def test_sigkill_mid_write_leaves_no_acceptable_partial_file(project):
+def test_sigkill_mid_write_leaves_no_acceptable_partial_file(project, tmp_path):
     data = project["data"]
-    env = {**os.environ, **project["env"]}
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--config", str(project["config"]), "--prepare-only", "--data-dir", str(data)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes its temporary Prefect server too
-    )
-    # Kill the moment a shard is being written (its temporary file exists).
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if data.is_dir() and any(".tmp-" in p.name and ".bin" in p.name for p in data.iterdir()):
-            break
-        time.sleep(0.001)
-    assert process.poll() is None, "prepare finished before a shard write was caught"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    paused = tmp_path / "paused"
+    # Killed while a stage's shards are written under their temporary names, before either is renamed.
+    env = {**os.environ, **project["env"], **pause_env(paused, "shard-write")}
+    command = [sys.executable, str(SCRIPT), "--config", str(project["config"]), "--prepare-only",
+               "--data-dir", str(data)]
+    log = tmp_path / "prepare.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the kill takes its temporary Prefect server too
+        )
+    wait_until_paused(process, paused, log=lambda: log.read_text(errors="replace"))
+    kill_group(process)
     leftovers = [p for p in data.iterdir() if ".tmp-" in p.name]
     assert leftovers, "the kill should have interrupted a write"
     for path in data.glob("*.bin"):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.pause import kill_group, pause_env, wait_until_paused
 
 # Each test runs flows/curriculum.py as a process that trains, with Prefect's temporary server.
 pytestmark = pytest.mark.slow
@@ -101,16 +101,16 @@ def test_deleting_last_stage_checkpoints_retrains_only_that_stage(setup, referen
 def test_killed_run_resumes_to_identical_weights(setup, reference):
     _, final = reference
     out = setup["base"] / "killed"
-    # Its own process group: the kill takes the run's temporary Prefect server too.
-    process = subprocess.Popen(command(setup, out), env=setup["env"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    target = out / "checkpoints" / "01-books" / "iter-0000002"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None and not target.exists():
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be killed mid-stage"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    paused, log = setup["base"] / "killed.paused", setup["base"] / "killed.log"
+    # Killed mid-stage: after iteration 3 of the books stage, one past its checkpoint at 2.
+    env = {**setup["env"], **pause_env(paused, "step", stage_index=1, stage_iter=3)}
+    with open(log, "wb") as output:
+        # Its own process group: the kill takes the run's temporary Prefect server too.
+        process = subprocess.Popen(command(setup, out), env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    wait_until_paused(process, paused, log=lambda: log.read_text(errors="replace"))
+    kill_group(process)
+    assert (out / "checkpoints" / "01-books" / "iter-0000002").is_dir()
     assert not (out / "final").exists()
     output = run(setup, out)
     assert "[Stage 1/2] warmup: finished earlier (cached)" in output
