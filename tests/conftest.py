@@ -20,6 +20,9 @@ atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
 os.environ["PREFECT_HOME"] = _prefect_home
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Flows run without a server start a temporary one (CLI runs, in-process flows); its default 20 s to come up
+# is not enough on a loaded 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
