@@ -9,6 +9,9 @@ Points:
   shard-write       (data preparation; give 0:0) a stage's train and val shards written under temporary
                     names, neither renamed into place
 Unset (always, outside tests), this costs one environment lookup.
+
+Set CURRICULUM_NAN_AT="<stage_index>:<stage_iter>" and the loss of that iteration becomes NaN, as a diverging run's
+would: the test of what training does with a non-finite loss.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 PAUSE_AT_ENV = "CURRICULUM_PAUSE_AT"
 PAUSED_FILE_ENV = "CURRICULUM_PAUSED_FILE"
+NAN_AT_ENV = "CURRICULUM_NAN_AT"
 
 
 def pause_point(point: str, stage_index: int, stage_iter: int) -> None:
@@ -29,3 +33,7 @@ def pause_point(point: str, stage_index: int, stage_iter: int) -> None:
     paused.write_text(spec)
     while paused.exists():  # wait for the test's SIGKILL, or for it to delete the file
         time.sleep(0.1)
+
+
+def nan_loss_at(stage_index: int, stage_iter: int) -> bool:
+    return os.environ.get(NAN_AT_ENV) == f"{stage_index}:{stage_iter}"

@@ -26,7 +26,7 @@ from curriculum.training.checkpoints import (
 )
 from curriculum.training.config import TrainConfig
 from curriculum.training.device import Runtime
-from curriculum.training.faults import pause_point
+from curriculum.training.faults import nan_loss_at, pause_point
 from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
 from curriculum.training.schedule import StagePlan, StageSchedule
 from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener
@@ -35,6 +35,10 @@ from model.config import ModelConfig
 from model.gpt import GPT
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss (or weights); stopped before it reached the weights or a checkpoint."""
 
 
 @dataclass
@@ -58,6 +62,7 @@ class StageRun:
     scaler: torch.amp.GradScaler = field(init=False)
     iter_base: int = field(init=False)  # iterations of the run before this stage
     progress: dict[str, Any] = field(init=False)  # loss sums since the last eval, stage seconds: checkpointed
+    last_good: Path | None = field(init=False)  # the newest checkpoint of finite weights this session knows
 
     @property
     def folder(self) -> Path:
@@ -74,6 +79,7 @@ class StageRun:
             cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.runtime.dtype == "float16")
+        self.last_good = checkpoint.path if checkpoint is not None else start.path if start is not None else None
         if checkpoint is not None:
             load_checkpoint(checkpoint, self.model, self.optimizer)
             restore_rng(checkpoint)
@@ -107,7 +113,13 @@ class StageRun:
         for it in range(start_iter, plan.total_iters):
             t0 = time.perf_counter()
             lr = schedule.lr(it)
-            loss, data_seconds = train_step(net, self.optimizer, self.scaler, windows, it, lr, cfg, self.runtime)
+            try:
+                loss, data_seconds = train_step(
+                    net, self.optimizer, self.scaler, windows, it, lr, cfg, self.runtime,
+                    poison=nan_loss_at(plan.stage_index, it + 1),
+                )
+            except FloatingPointError as error:
+                raise NonFiniteLossError(self.non_finite_message(it + 1, str(error))) from None
             seconds = time.perf_counter() - t0
             done = it + 1
             self.progress["loss_sum"] += loss
@@ -196,6 +208,10 @@ class StageRun:
         metrics: list[dict] | None = None,
     ) -> Checkpoint:
         plan = self.plan
+        # Cheap next to writing them: a checkpoint never holds NaN or infinite weights (resume would trust them).
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise NonFiniteLossError(self.non_finite_message(done, f"weights {', '.join(bad[:3])} are not finite"))
         position = windows.position(done)
         state = {
             "kind": kind,
@@ -220,11 +236,25 @@ class StageRun:
             "written_at": now(),
         }
         checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
+        self.last_good = path
         log.info("checkpoint %s (stage %s, iteration %d)", path, plan.stage, done)
         self.listener.on_checkpoint(
             CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, checkpoint.sha256)
         )
         return checkpoint
+
+
+    def non_finite_message(self, done: int, what: str) -> str:
+        cfg = self.cfg
+        last = (f"the last good checkpoint is {self.last_good}" if self.last_good is not None
+                else "no checkpoint was written yet (the stage started from fresh weights)")
+        return (
+            f"stage {self.plan.stage!r} (stage {self.plan.stage_index + 1}/{len(self.curriculum.stages)}), iteration "
+            f"{done:,}/{self.plan.total_iters:,}: {what}; stopped before it reached the weights or a checkpoint, "
+            f"{last}. Lower train.learning_rate (now {cfg.learning_rate:g}), set train.grad_clip (now "
+            f"{cfg.grad_clip:g}), or train in float32/bfloat16 (train.dtype, now {self.runtime.dtype}); with other "
+            "settings, start over with --restart. Running again unchanged resumes from that checkpoint"
+        )
 
 
 def train_step(
@@ -236,8 +266,12 @@ def train_step(
     lr: float,
     cfg: TrainConfig,
     runtime: Runtime,
+    poison: bool = False,
 ) -> tuple[float, float]:
-    """One optimizer step over grad_accum micro-batches; returns (mean loss, seconds spent building batches)."""
+    """One optimizer step over grad_accum micro-batches; returns (mean loss, seconds spent building batches).
+
+    FloatingPointError, with the optimizer untouched, if the loss is NaN or infinite: its gradients would make
+    every weight NaN. `poison` (tests only, curriculum/training/faults.py) makes this step's loss NaN."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=runtime.torch_device)
@@ -248,16 +282,22 @@ def train_step(
         data_seconds += time.perf_counter() - t0
         with runtime.autocast():
             _, loss = net(x, y)
+        if poison:
+            loss = loss * math.nan
         loss_sum += loss.detach()
         # Scaled so the accumulated gradient is the mean over micro-batches, as one large batch would give.
         scaler.scale(loss / cfg.grad_accum).backward()
+    mean_loss = loss_sum.item() / cfg.grad_accum
+    if not math.isfinite(mean_loss):
+        optimizer.zero_grad(set_to_none=True)
+        raise FloatingPointError(f"the training loss is {mean_loss}")
     if cfg.grad_clip:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum.item() / cfg.grad_accum, data_seconds
+    return mean_loss, data_seconds
 
 
 @torch.no_grad()
