@@ -8,8 +8,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 TMP_MARK = ".tmp-"
 _TMP_WRITER = re.compile(re.escape(TMP_MARK) + r"(\d+)-[0-9a-f]+$")
@@ -35,7 +36,7 @@ def is_stale_tmp(path: Path) -> bool:
     A live writer's temporary, this process's own included, is never stale. Another host's writers are kept
     out by the folder lock (data/folder_lock.py), not by this check."""
     match = _TMP_WRITER.search(path.name)
-    return bool(match) and path.name.startswith(".") and not _pid_alive(int(match.group(1)))
+    return match is not None and path.name.startswith(".") and not _pid_alive(int(match.group(1)))
 
 
 def remove_stale_tmp(path: Path) -> None:

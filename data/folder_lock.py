@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class FolderLocked(RuntimeError):
     """Another process is writing the folder; the message names it and what to do."""
 

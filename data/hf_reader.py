@@ -129,6 +129,8 @@ class HuggingFaceReader:
                 info = HfApi().dataset_info(self.dataset_key, revision=self.revision, timeout=HUB_TIMEOUT_S)
             except Exception as error:  # the hub client raises many types; all mean "cannot resolve"
                 raise _unreachable(self.dataset_key, self.mirror, f"{type(error).__name__}: {error}") from error
+            if not info.sha:
+                raise _unreachable(self.dataset_key, self.mirror, f"the hub named no commit for {self.revision!r}")
             self.commit = info.sha
         return self.commit
 
