@@ -36,17 +36,25 @@ def allowed_roots(environ: dict[str, str] | None = None, cwd: Path | None = None
     return list(dict.fromkeys(roots))
 
 
-def check_path(name: str, value: str | os.PathLike, roots: Iterable[Path]) -> Path:
-    """`value` resolved (symlinks, `..`, relative to the working folder); refused unless under one of `roots`."""
+def check_path(name: str, value: str | os.PathLike, roots: Iterable[Path], *, strictly_inside: bool = False) -> Path:
+    """`value` resolved (symlinks, `..`, relative to the working folder); refused unless under one of `roots`.
+
+    `strictly_inside` refuses a root itself: a folder the run writes into and may move aside (`restart`).
+    """
     roots = list(roots)
     resolved = Path(value).expanduser().resolve()
-    if any(resolved == root or resolved.is_relative_to(root) for root in roots):
+    if any(resolved.is_relative_to(root) and not (strictly_inside and resolved == root) for root in roots):
         return resolved
+    where = "inside" if strictly_inside else "under"
     raise PathNotAllowed(
-        f"served run refused: {name} = {str(value)!r} resolves to {resolved}, outside the folders a served run "
-        f"may use: {', '.join(str(r) for r in roots)}. Use a path under one of them, or have the operator "
+        f"served run refused: {name} = {str(value)!r} resolves to {resolved}, not {where} the folders a served "
+        f"run may use: {', '.join(str(r) for r in roots)}. Use a path {where} one of them, or have the operator "
         f"restart deployments/serve.py with --allow-path {resolved.parent}"
     )
+
+
+# Folders a run writes into; the run folder is moved aside whole by `restart`.
+WRITTEN_FOLDERS = ("data.data_dir", "train.out_dir")
 
 
 def config_paths(config: RunConfig) -> Iterator[tuple[str, str]]:
@@ -87,4 +95,4 @@ def confine_paths(config: RunConfig, roots: Iterable[Path]) -> None:
     """Refuse the run if any of its paths leaves `roots`, naming the first such field, its value and the roots."""
     roots = list(roots)
     for name, value in config_paths(config):
-        check_path(name, value, roots)
+        check_path(name, value, roots, strictly_inside=name in WRITTEN_FOLDERS)

@@ -122,3 +122,11 @@ def test_a_hub_id_is_not_a_path_but_a_hub_id_with_dot_dot_is(layout, monkeypatch
     raw["stages"][0]["dataset_key"] = "../elsewhere"
     with pytest.raises(PathNotAllowed, match="dataset_key"):
         confine_paths(validate_run_config(raw), [layout["root"]])
+
+
+@pytest.mark.parametrize("section, key", [("data", "data_dir"), ("train", "out_dir")])
+def test_a_written_folder_may_not_be_a_root_itself_which_restart_would_move_aside(layout, section, key):
+    raw = config(layout)
+    raw[section][key] = str(layout["root"] / "books" / "..")
+    with pytest.raises(PathNotAllowed, match=f"{section}.{key} .* not inside the folders"):
+        confine_paths(validate_run_config(raw), [layout["root"]])
