@@ -82,6 +82,7 @@ def set_aside_untrusted_records(folder: Path) -> list[Path]:
             aside = path.with_name(path.name + UNTRUSTED_SUFFIX)
             path.replace(aside)
             set_aside.append(aside)
-            log.warning("%s; set aside as %s, and the step runs again. Data and run folders must be trusted: "
-                        "see the README's Security section", error, aside.name)
+            log.warning("%s; set aside as %s and the step runs again (a record cut short by a killed run looks "
+                        "like this too; otherwise see the README: data and run folders must be trusted)",
+                        error, aside.name)
     return set_aside
