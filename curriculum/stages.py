@@ -53,6 +53,9 @@ class CurriculumStage(BaseModel):
     n_epochs: PositiveInt = Field(description="Passes over this stage's training tokens.")
     dataset_suffix: str = Field("pretrain", pattern=NAME_PATTERN, description="Suffix of the shard file names.")
     n_items: PositiveInt | None = Field(None, description="Take the first N documents; None takes all.")
+    max_iters: PositiveInt | None = Field(
+        None, description="Cap on this stage's optimizer steps (with train.max_iters, the lower cap wins)."
+    )
     # Hugging Face options
     text_field: str = Field("text", min_length=1, description="Column that holds the document text.")
     split: str = Field("train", min_length=1, description="Dataset split to read.")

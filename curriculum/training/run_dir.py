@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curriculum.stages import LOCATION_FIELDS, Curriculum
+from curriculum.stages import LOCATION_FIELDS, Curriculum, CurriculumStage
 from curriculum.training.config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
 from data.checksums import json_sha256
@@ -41,12 +41,19 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
     files hold is checked anyway, by the shard checksums every checkpoint records."""
     model = model_cfg.with_block_size(curriculum.max_block_size)
     return {
-        "curriculum": {stage.name: stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS))
-                       for stage in curriculum.stages},
+        "curriculum": {
+            stage.name: stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS) | _unset_later_fields(stage))
+            for stage in curriculum.stages
+        },
         "stage_order": [stage.name for stage in curriculum.stages],
         "model": model.model_dump(mode="json", exclude={"preset"}),
         "train": train_cfg.model_dump(mode="json", exclude=set(BOOKKEEPING_FIELDS)),
     }
+
+
+def _unset_later_fields(stage: CurriculumStage) -> set[str]:
+    """Stage fields added after run folders existed, left out while unset: older folders still resume."""
+    return {"max_iters"} if stage.max_iters is None else set()
 
 
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:

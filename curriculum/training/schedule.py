@@ -54,7 +54,8 @@ def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg:
             f"{cfg.batch_size}*{cfg.grad_accum} = {seqs_per_iter} sequences per iteration over {stage.n_epochs} "
             "epoch(s)); prepare more data for this stage (n_items) or lower train.batch_size / train.grad_accum"
         )
-    total = epoch_iters if cfg.max_iters is None else min(epoch_iters, cfg.max_iters)
+    caps = [cap for cap in (cfg.max_iters, stage.max_iters) if cap is not None]
+    total = min([epoch_iters, *caps])
     return StagePlan(
         stage=stage.name,
         stage_index=stage_index,

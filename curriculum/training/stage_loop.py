@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ from model.gpt import GPT
 
 log = logging.getLogger(__name__)
 
+# Runs trained side by side in threads of one process (flows/compare.py) share torch's default generator.
+_INIT_LOCK = threading.Lock()
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss (or weights); stopped before it reached the weights or a checkpoint."""
@@ -56,6 +60,7 @@ class StageRun:
     start_weights_sha256: str | None  # of the previous stage's end checkpoint: the lineage of ours
     card: dict[str, Any]  # config.json of the checkpoints
     listener: TrainListener
+    eval_blocks: dict[str, int] = field(default_factory=dict)  # extra eval sets (shards "eval:<name>") -> block size
     # set by restore():
     model: GPT = field(init=False)
     optimizer: torch.optim.Optimizer = field(init=False)
@@ -73,8 +78,9 @@ class StageRun:
     ) -> str:
         """Build model and optimizer and load the state training continues from; says where that is."""
         cfg, device = self.cfg, self.runtime.torch_device
-        torch.manual_seed(cfg.seed)  # the initial weights of stage 0 come from the seed
-        self.model = GPT(model_cfg, vocab_size).to(device)
+        with _INIT_LOCK:  # the seeded generator is process-wide: runs in other threads must not draw in between
+            torch.manual_seed(cfg.seed)  # the initial weights of stage 0 come from the seed
+            self.model = GPT(model_cfg, vocab_size).to(device)
         self.optimizer = self.model.configure_optimizer(
             cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type
         )
@@ -193,6 +199,12 @@ class StageRun:
                     cfg.batch_size, cfg.eval_iters, self.runtime,
                 )
                 for name in (s.name for s in self.curriculum.stages[: plan.stage_index])
+            }
+        if self.eval_blocks:
+            row["evals"] = {
+                name: evaluate(net, self.shards[f"eval:{name}"].tokens, block, cfg.batch_size, cfg.eval_iters,
+                               self.runtime)
+                for name, block in self.eval_blocks.items()
             }
         append_jsonl(self.run_dir / METRICS_FILE, row)
         log.info(

@@ -9,7 +9,7 @@ states, data position) is in the checkpoints, so a killed run resumed ends bit-i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from curriculum.training.schedule import StagePlan, plan_curriculum, stage_sched
 from curriculum.training.stage_loop import StageRun, now
 from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer's public types)
     CheckpointInfo,
+    EvalSet,
     MetricsRow,
     StageData,
     StageResult,
@@ -111,6 +112,7 @@ class ResolvedStart:
     finished: Checkpoint | None  # this stage's own intact end checkpoint: nothing to train
     shards: dict[str, Shard]  # verified; empty when finished
     resume_from: Checkpoint | None  # the newest intact in-stage checkpoint; None: start at iteration 0
+    eval_blocks: dict[str, int] = field(default_factory=dict)  # StageData.eval_sets' names -> block sizes
 
     @property
     def stage(self) -> CurriculumStage:
@@ -162,7 +164,8 @@ def resolve_stage_start(
         run_dir, curriculum, stage_index, fingerprint, {key: shard.sha256 for key, shard in shards.items()},
         previous_end,
     )
-    return replace(resolved, shards=shards, resume_from=resume_from)
+    eval_blocks = {name: eval_set.block_size for name, eval_set in data.eval_sets.items()}
+    return replace(resolved, shards=shards, resume_from=resume_from, eval_blocks=eval_blocks)
 
 
 def run_stage(
@@ -192,6 +195,7 @@ def run_stage(
             stage=start.stage.name, curriculum=[s.name for s in curriculum.stages],
         ),
         listener=listener,
+        eval_blocks=start.eval_blocks,
     )
     starting_from = run.restore(start.model_cfg, vocab_size, start.resume_from, start.previous_end)
     schedule = stage_schedule(start.plans, stage_index, train_cfg)
@@ -220,7 +224,7 @@ def run_stage(
 def transition_message(start: StageStart, runtime: Runtime) -> str:
     plan = start.plan
     block = f"{start.previous_block_size} -> {plan.block_size}" if start.previous_block_size else str(plan.block_size)
-    capped = f" (capped by train.max_iters; {plan.n_epochs} epoch(s) = {plan.epoch_iters:,})"
+    capped = f" (capped by max_iters; {plan.n_epochs} epoch(s) = {plan.epoch_iters:,})"
     lines = [
         f"[Stage {plan.stage_index + 1}/{start.n_stages}] {plan.stage}",
         f"  Block size: {block}",
@@ -252,6 +256,8 @@ def _open_shards(
         )
     paths = {"train": data.train, "val": data.val} | {f"val:{s.name}": data.earlier_val[s.name] for s in earlier}
     blocks = {"train": stage.block_size, "val": stage.block_size} | {f"val:{s.name}": s.block_size for s in earlier}
+    paths |= {f"eval:{name}": eval_set.path for name, eval_set in data.eval_sets.items()}
+    blocks |= {f"eval:{name}": eval_set.block_size for name, eval_set in data.eval_sets.items()}
     shards = {key: read_shard(path, expect=expect, hint=PREPARE_HINT) for key, path in paths.items()}
     for shard in shards.values():
         keyed = data.sha256.get(str(shard.path))

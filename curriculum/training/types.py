@@ -15,10 +15,21 @@ from curriculum.training.schedule import StagePlan
 
 
 @dataclass(frozen=True)
+class EvalSet:
+    """A token shard evaluated at every evaluation besides the stage's own val set, at its own block size."""
+
+    path: Path
+    block_size: int
+
+
+@dataclass(frozen=True)
 class StageData:
     train: Path
     val: Path
     earlier_val: dict[str, Path] = field(default_factory=dict)  # earlier stage name -> its val shard
+    # Name -> extra set evaluated at every evaluation, written to metrics.jsonl as `evals` (e.g. a comparison's
+    # target set, the same for every arm). Only measured: the trained weights do not depend on them.
+    eval_sets: dict[str, EvalSet] = field(default_factory=dict)
     # Shard path (str) -> the checksum it had when the caller's cache key was made (its ShardsRecord): a shard
     # whose tokens differ now (re-prepared, swapped, edited) is refused. Shards not listed are checked only whole.
     sha256: dict[str, str] = field(default_factory=dict)
@@ -124,6 +135,7 @@ class MetricsRow(TypedDict):
     time: str
     stage_end: NotRequired[bool]  # only on the stage-end evaluation
     forgetting: NotRequired[dict[str, float]]  # stage end: val loss on each earlier stage's val set
+    evals: NotRequired[dict[str, float]]  # loss on each of StageData.eval_sets, when there are any
 
 
 class TrainListener:

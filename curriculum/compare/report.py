@@ -1,0 +1,171 @@
+"""The comparison's numbers, from the arms' metrics.jsonl rows (their `evals`): final target loss, compute to
+reach the flat arm's final target loss, the ratio and speed-up against flat, and every stage's val loss at the end.
+
+Seeds are paired: seed k of every arm starts from the same weights, so the compute an arm needs to reach flat's
+final target loss is compared with flat's own seed k (the level is that seed's final loss; the report also gives
+the mean over seeds). Compute to reach a level is interpolated linearly between the two evaluations around the
+first one at or below it; an arm that never gets there is "not reached".
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from curriculum.compare.arms import ArmPlan, Match
+from curriculum.compare.flops import FORMULA
+
+NOT_REACHED = "not reached"
+
+
+def curve(plan: ArmPlan, rows: Sequence[Mapping[str, Any]], target: str) -> list[dict[str, Any]]:
+    """One point per evaluation of one run, in training order: tokens and FLOPs trained so far, the loss on every
+    eval set (`losses`) and on the target."""
+    before_tokens, before_flops = [0], [0.0]
+    for stage in plan.stages:
+        before_tokens.append(before_tokens[-1] + stage.tokens)
+        before_flops.append(before_flops[-1] + stage.flops)
+    latest: dict[tuple[int, int], Mapping[str, Any]] = {}
+    for row in rows:
+        if "evals" in row:
+            latest[(int(row["stage_index"]), int(row["stage_iter"]))] = row  # a resumed session's repeat wins
+    points = []
+    for (index, it), row in sorted(latest.items()):
+        stage = plan.stages[index]
+        tokens = before_tokens[index] + it * stage.tokens_per_iter
+        points.append({
+            "stage": row["stage"], "stage_index": index, "stage_iter": it, "stage_end": bool(row.get("stage_end")),
+            "tokens": tokens, "flops": before_flops[index] + it * stage.tokens_per_iter * stage.flops_per_token,
+            "losses": dict(row["evals"]), "target": float(row["evals"][target]),
+        })
+    return points
+
+
+def compute_to_reach(points: Sequence[Mapping[str, Any]], level: float, axis: str) -> float | None:
+    """Compute (`axis`: tokens or flops) at which the target loss first reaches `level`, interpolated linearly
+    between the evaluations around it; None if it never does."""
+    previous = None
+    for point in points:
+        if point["target"] <= level:
+            if previous is None or previous["target"] == point["target"]:
+                return float(point[axis])
+            share = (previous["target"] - level) / (previous["target"] - point["target"])
+            return float(previous[axis] + share * (point[axis] - previous[axis]))
+        previous = point
+    return None
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "std": None}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def build_report(
+    plans: Sequence[ArmPlan], curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], target: str, match: Match,
+    seeds: Sequence[int],
+) -> dict[str, Any]:
+    """`curves[arm][k]` is seed k's curve (curve()); returns the report as JSON-able data."""
+    axis = "tokens" if match == "tokens" else "flops"
+    finals = {arm: [points[-1]["target"] for points in runs] for arm, runs in curves.items()}
+    flat_levels = finals.get("flat")
+    arms: dict[str, Any] = {}
+    for plan in plans:
+        runs = curves[plan.arm]
+        entry: dict[str, Any] = {
+            "tokens": plan.tokens, "flops": plan.flops, "iterations": sum(s.iters for s in plan.stages),
+            "stages": [{"name": s.stage.name, "data": s.data, "block_size": s.stage.block_size, "iterations": s.iters,
+                        "tokens": s.tokens, "flops": s.flops} for s in plan.stages],
+            "final_target_loss": {"seeds": finals[plan.arm], **mean_std(finals[plan.arm])},
+            "final_losses": {name: mean_std([points[-1]["losses"][name] for points in runs])
+                             for name in runs[0][-1]["losses"]},
+        }
+        if flat_levels is not None:
+            flat_runs = curves["flat"]
+            reach = []
+            for k, points in enumerate(runs):
+                tokens = compute_to_reach(points, flat_levels[k], "tokens")
+                flops = compute_to_reach(points, flat_levels[k], "flops")
+                flat_at = compute_to_reach(flat_runs[k], flat_levels[k], axis)
+                mine = tokens if axis == "tokens" else flops
+                reach.append({"seed": seeds[k], "level": flat_levels[k], "tokens": tokens, "flops": flops,
+                              "ratio_to_flat": None if mine is None or not flat_at else mine / flat_at})
+            ratios = [r["ratio_to_flat"] for r in reach]
+            reached = [r for r in ratios if r is not None]
+            entry["reach_flat_final"] = {
+                "per_seed": reach, "reached": f"{len(reached)}/{len(ratios)}",
+                "ratio_to_flat": mean_std(reached) if len(reached) == len(ratios) else NOT_REACHED,
+                "speedup_vs_flat": (mean_std([1 / r for r in reached]) if len(reached) == len(ratios) and all(reached)
+                                    else NOT_REACHED),
+            }
+        arms[plan.arm] = entry
+    return {"target": target, "match": match, "axis": axis, "flops_formula": FORMULA, "seeds": list(seeds),
+            "flat_final_target_loss": mean_std(flat_levels) if flat_levels else None, "arms": arms}
+
+
+def speedup_line(report: Mapping[str, Any], arm: str = "curriculum") -> str:
+    """The CLI's last line: the arm's speed-up against flat (flat's compute / the arm's, to flat's final target
+    loss), mean ± std over seeds."""
+    entry = report["arms"].get(arm, {}).get("reach_flat_final")
+    if entry is None:
+        return "speedup_vs_flat=not measured (no flat arm)"
+    speedup = entry["speedup_vs_flat"]
+    if speedup == NOT_REACHED:
+        return f"speedup_vs_flat={NOT_REACHED}"
+    return f"speedup_vs_flat={speedup['mean']:.3f}±{speedup['std']:.3f}"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _pm(stats: Any, digits: int = 3) -> str:
+    if not isinstance(stats, Mapping):
+        return _fmt(stats)
+    return f"{_fmt(stats['mean'], digits)} ± {_fmt(stats['std'], digits)}"
+
+
+def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = "") -> str:
+    """The report as markdown: the arms table, each stage's val loss at the end, the formula and the plot."""
+    axis = report["axis"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Target: the val set of stage `{report['target']}`. Compute matched by **{report['match']}**; "
+        f"FLOPs per token = `{report['flops_formula']}`. Seeds: {', '.join(map(str, report['seeds']))} "
+        "(seed k of every arm starts from the same weights).",
+        "",
+        f"| arm | tokens | FLOPs | final target loss | {axis} to flat's final loss (per seed) | ratio to flat | "
+        "speed-up vs flat |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for arm, entry in report["arms"].items():
+        reach = entry.get("reach_flat_final")
+        if reach:
+            per_seed = ", ".join(_fmt(r[axis], 0) if r[axis] is not None else NOT_REACHED for r in reach["per_seed"])
+            per_seed = f"{per_seed} ({reach['reached']} reached)"
+        lines.append(
+            f"| {arm} | {entry['tokens']:,} | {entry['flops']:.3g} | {_pm(entry['final_target_loss'])} | "
+            f"{per_seed if reach else '-'} | {_pm(reach['ratio_to_flat']) if reach else '-'} | "
+            f"{_pm(reach['speedup_vs_flat']) if reach else '-'} |"
+        )
+    names = list(next(iter(report["arms"].values()))["final_losses"])
+    lines += ["", "Val loss at the end on every stage's val set (mean ± std over seeds): what each arm keeps or "
+              "forgets.", "", "| arm | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for arm, entry in report["arms"].items():
+        lines.append(f"| {arm} | " + " | ".join(_pm(entry["final_losses"][n]) for n in names) + " |")
+    lines += ["", "Stages of each arm:", "", "| arm | stages (data, block size, iterations) |", "| --- | --- |"]
+    for arm, entry in report["arms"].items():
+        stages = "; ".join(f"{s['name']} ({s['data']}, {s['block_size']}, {s['iterations']:,})" for s in entry["stages"])
+        lines.append(f"| {arm} | {stages} |")
+    if plot_markdown:
+        lines += ["", plot_markdown]
+    return "\n".join(lines) + "\n"

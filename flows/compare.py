@@ -1,0 +1,192 @@
+"""The `compare` flow: does the curriculum pay? Its arms (curriculum/compare/arms.py) trained at matched compute
+over several seeds, side by side, then one report: final target loss, compute to reach flat's final loss, a plot.
+
+    python flows/compare.py --type simple --seeds 3 --arms curriculum,flat,mixed,lengths --match flops
+
+Served as the deployments `compare/simple` and `compare/default` (deployments/serve.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # As in flows/curriculum.py: run as a script, flows/ must not shadow the `curriculum` package.
+    _flows_dir = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _flows_dir]
+    sys.path.insert(0, str(_flows_dir.parent))
+    from flows.environment import set_run_environment
+
+    set_run_environment()
+    if os.environ.get("DO_NOT_TRACK"):
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import Any, Literal  # noqa: E402
+
+from prefect import flow  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from curriculum.allowed_paths import check_path, confine_paths  # noqa: E402
+from curriculum.compare.arms import (  # noqa: E402
+    ARMS,
+    MIXED_SHARD,
+    check_match,
+    parse_arms,
+    plan_arms,
+    run_folder,
+    seed_of,
+)
+from curriculum.compare.mixed import mixed_record  # noqa: E402
+from curriculum.compare.plot import COMPARE_PLOT_FILE, render_compare_plot, save_compare_plot  # noqa: E402
+from curriculum.compare.report import build_report, curve, report_markdown, speedup_line  # noqa: E402
+from curriculum.config import ConfigError, load_run_config, parse_override  # noqa: E402
+from curriculum.presets import PRESETS  # noqa: E402
+from curriculum.training.run_dir import read_metrics  # noqa: E402
+from curriculum.training.trainer import resolve_model_config  # noqa: E402
+from data.atomic import atomic_write_text  # noqa: E402
+from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
+from tasks.compare import train_arm  # noqa: E402
+from tasks.ui_artifacts import artifact_key, image_markdown, publish_markdown  # noqa: E402
+
+REPORT_FILE = "report.json"
+PLAN_FILE = "plan.json"
+
+
+def compare_run_name() -> str:
+    parameters = flow_run.parameters
+    name = Path(parameters["config_path"]).stem if parameters.get("config_path") else parameters.get("type", "simple")
+    return f"{name}-compare-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@flow(name="compare", flow_run_name=compare_run_name, validate_parameters=True, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=int(os.environ.get("CURRICULUM_COMPARE_WORKERS", "2"))))
+def compare(
+    type: Literal["simple", "default"] = "simple",
+    config_path: str | None = None,
+    overrides: dict[str, Any] = {},  # noqa: B006 (read only; a dict default gives the UI a JSON editor)
+    seeds: int = 3,
+    arms: str = ",".join(ARMS),
+    match: Literal["tokens", "flops"] = "flops",
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Train the curriculum and its control arms at matched compute over several seeds, and report which pays.
+
+    Args:
+        type: A preset curriculum: "simple" or "default".
+        config_path: A YAML run config to use instead of the preset (path on the machine that runs the flow).
+        overrides: Settings to change, as dotted keys, e.g. {"model.preset": "tiny", "train.eval_iters": 5}.
+        seeds: Seeds per arm (train.seed, train.seed + 1, ...); seed k of every arm starts from the same weights.
+        arms: Comma-separated arms: curriculum (always), flat, mixed, lengths.
+        match: Match every arm's compute to the curriculum's in training "tokens" or "flops".
+        out_dir: The comparison folder (default out/compare/<name>); each arm and seed trains in <arm>-seed<k>/.
+    """
+    if seeds < 1:
+        raise ConfigError(f"seeds={seeds}: give at least 1 (3 or more for a mean ± std worth reading)")
+    arm_names, match = parse_arms(arms), check_match(match)
+    roots = served_run_roots()
+    if roots is not None:
+        if config_path is not None:
+            check_path("config_path", config_path, roots)
+        if out_dir is not None:
+            check_path("out_dir", out_dir, roots)
+    config = load_run_config(type=type, config_path=config_path, overrides=overrides)
+    if roots is not None:
+        confine_paths(config, roots)
+    resolve_model_config(config.curriculum, config.model)
+    compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
+    with hold_folder(compare_dir, "compare"):
+        with hold_folder(config.data_dir, "data"):
+            shards = prepare_stages(config)  # from the cache when prepared before: nothing is prepared twice
+        mixed = (mixed_record(shards, compare_dir / MIXED_SHARD, config.curriculum.max_block_size)
+                 if "mixed" in arm_names else None)
+        plans = plan_arms(config, shards, arm_names, match, mixed)
+        ks = list(range(1, seeds + 1))
+        atomic_write_text(compare_dir / PLAN_FILE, json.dumps(
+            {"match": match, "seeds": [seed_of(config.train, k) for k in ks],
+             "arms": [p.model_dump(mode="json") for p in plans]}, indent=2) + "\n")
+        for plan in plans:
+            print(f"arm {plan.arm}: " + "; ".join(
+                f"{s.stage.name} ({s.data}, block {s.stage.block_size}, {s.iters:,} iterations)" for s in plan.stages)
+                + f" = {plan.tokens:,} tokens, {plan.flops:.3g} FLOPs")
+        # Every arm and seed at once: the task runner's workers train them side by side.
+        futures = {(plan.arm, k): train_arm.submit(plan, k, seed_of(config.train, k), shards,
+                                                   run_folder(compare_dir, plan.arm, k))
+                   for plan in plans for k in ks}
+        for future in futures.values():
+            future.wait()
+        for future in futures.values():
+            future.result()  # the first failure, if any, ends the flow (the others have finished)
+        target = config.stages[-1].name
+        curves = {plan.arm: [curve(plan, read_metrics(run_folder(compare_dir, plan.arm, k)), target) for k in ks]
+                  for plan in plans}
+        report = build_report(plans, curves, target, match, [seed_of(config.train, k) for k in ks])
+        title = f"compare {config.name}: {', '.join(arm_names)} at matched {match}, {seeds} seed(s)"
+        png = render_compare_plot(plans, curves, target, title)
+        save_compare_plot(png, compare_dir / COMPARE_PLOT_FILE)
+        atomic_write_text(compare_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    markdown = report_markdown(report, title)
+    publish_markdown(artifact_key(config.name, "compare"), markdown + "\n" + image_markdown(png, title),
+                     description=f"compare {config.name}: the arms at matched {match}")
+    print(markdown)
+    print(f"report: {compare_dir / REPORT_FILE}, plot: {compare_dir / COMPARE_PLOT_FILE}")
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python flows/compare.py",
+        description="Does the curriculum pay? Train it and control arms (flat, mixed, lengths) at matched compute "
+        "over several seeds; report the target loss, compute to reach flat's final loss, and a plot.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--type", help=f"preset curriculum: {', '.join(PRESETS)} (default: simple)")
+    source.add_argument("--config", metavar="FILE.yaml", help="a YAML run config instead of a preset")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default {','.join(ARMS)})")
+    parser.add_argument("--match", default="flops", help="match compute in tokens or flops (default flops)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where shards and data caches go (default: out/data/<name>)")
+    parser.add_argument("--out-dir", metavar="DIR", help="the comparison folder (default: out/compare/<name>)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one setting of the curriculum, repeatable: --set model.preset=tiny",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from flows.cli import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = dict(parse_override(text) for text in args.overrides)
+        if args.data_dir:
+            overrides["data.data_dir"] = args.data_dir
+        load_run_config(type=args.type, config_path=args.config, overrides=overrides)  # mistakes before Prefect
+        parse_arms(args.arms)
+        check_match(args.match)
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds {args.seeds}: give at least 1")
+    except ConfigError as error:
+        print(f"error: {error}")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        report = compare(type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
+                         arms=args.arms, match=args.match, out_dir=args.out_dir)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(speedup_line(report), flush=True)  # the last line
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
