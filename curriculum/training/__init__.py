@@ -2,7 +2,8 @@
 
     trainer.py     train_stage: find where a stage starts (resume), then run it; the model config
     stage_loop.py  StageRun: one stage's training session: steps, evaluation, checkpoint writing
-    types.py       what goes in and out: StageData, StageResult, StageStart, StepInfo, CheckpointInfo, listeners
+    types.py       what goes in and out: StageData, StageResult; events (StageStart, StepInfo, MetricsRow,
+                   CheckpointInfo) and TrainListener, the base class of whatever receives them
     config.py      TrainConfig, the `train:` section of a run
     schedule.py    iterations from token counts; warmup + cosine learning rate, per stage or global
     batches.py     which windows form each batch, seeded and resumable

@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+def append_jsonl(path: Path, row: Mapping[str, Any]) -> None:
     # One short write per row: a kill leaves at most a torn last line, which read_jsonl skips.
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, sort_keys=True) + "\n")

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ class StageRun:
             self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index
         )
         # torch.compile wraps the module; checkpoints read and write the plain one (self.model).
-        net = torch.compile(self.model) if self.runtime.compile else self.model
+        net = cast(torch.nn.Module, torch.compile(self.model)) if self.runtime.compile else self.model
         net.train()
         window_tokens, window_seconds, lr = 0, 0.0, schedule.lr(start_iter)
         for it in range(start_iter, plan.total_iters):

@@ -4,6 +4,8 @@ A stage either is finished already (its end checkpoint is intact: the result is 
 or resumes from its newest intact in-stage checkpoint, or starts from the previous stage's end checkpoint
 (stage 0: fresh weights from the seed). Everything that decides the numbers (weights, optimizer moments, RNG
 states, data position) is in the checkpoints, so a killed run resumed ends bit-identical to an unbroken one.
+
+train_stage = resolve_stage_start (every check, nothing written) + run_stage (from there on, training writes).
 """
 
 from __future__ import annotations
