@@ -61,6 +61,7 @@ def test_a_damaged_manifest_is_refused_by_name(trained_run, tmp_path, damage):
         read_checkpoint(checkpoint)
 
 
+@pytest.mark.slow  # resumes and trains, once per damage
 @pytest.mark.parametrize("damage", ["random bytes", "files is a string", "files is empty"])
 def test_resume_falls_back_past_a_damaged_manifest(kit, trained_run, run_copy, shard_dir, curriculum, caplog, damage):
     shutil.rmtree(run_copy / "checkpoints" / "01-books" / "end")

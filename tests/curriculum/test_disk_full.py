@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from curriculum.training.checkpoints import in_stage_dirs, read_checkpoint
+
+# Training subprocesses: one stopped by the size limit, one that resumes and finishes.
+pytestmark = pytest.mark.slow
 
 
 def _real_checkpoints(run_dir: Path) -> list[Path]:

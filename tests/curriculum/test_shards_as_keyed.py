@@ -74,6 +74,7 @@ def test_a_shard_swapped_for_another_whole_one_is_refused(kit, curriculum, setup
         _train_books(kit, curriculum, shards, run_dir)
 
 
+@pytest.mark.slow  # trains a whole run
 def test_the_shards_as_keyed_train(kit, trained_run, curriculum, setup):
     data, run_dir, shards = setup
     result = _train_books(kit, curriculum, shards, run_dir)

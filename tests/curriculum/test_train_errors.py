@@ -113,6 +113,7 @@ def test_block_size_beyond_the_model_fails_before_training(kit, run_copy, shard_
     assert kit.tree_hashes(run_copy) == before
 
 
+@pytest.mark.slow  # resumes and trains to the end
 def test_damaged_checkpoint_falls_back_to_the_previous_good_one(kit, trained_run, run_copy, shard_dir, curriculum,
                                                                  caplog):
     shutil.rmtree(run_copy / "checkpoints" / "01-books" / "end")

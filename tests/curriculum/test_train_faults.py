@@ -28,6 +28,7 @@ def _assert_whole_and_finite(run_dir) -> None:
                     assert bool(tensor.isfinite().all()), f"{path / name}: {key} is not finite"
 
 
+@pytest.mark.slow  # training subprocesses
 def test_a_nan_loss_mid_stage_stops_before_it_is_written_and_a_rerun_resumes(kit, trained_run, shard_dir,
                                                                              curriculum, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"

@@ -43,6 +43,7 @@ def test_transition_message_names_what_changes(kit, shard_dir, curriculum, tmp_p
     assert "Tokens per iteration: 128 = batch size 4 x grad accum 1 x block size 32" in out
 
 
+@pytest.mark.slow  # trains a second whole run
 def test_per_stage_schedule_restarts_and_global_schedule_spans_the_curriculum(kit, trained_run, shard_dir,
                                                                              curriculum, tmp_path):
     _, _, per_stage = trained_run
@@ -60,6 +61,7 @@ def test_per_stage_schedule_restarts_and_global_schedule_spans_the_curriculum(ki
     assert lrs[-1] == pytest.approx(cfg.min_lr, rel=0.2) and lrs[-1] >= cfg.min_lr
 
 
+@pytest.mark.slow  # trains a whole run
 def test_grad_accum_counts_sequences_per_iteration(kit, shard_dir, curriculum, tmp_path):
     train = kit.TINY_TRAIN.model_copy(update={"batch_size": 2, "grad_accum": 2, "max_iters": 3})
     results, rec = kit.train_in_process(tmp_path / "run", shard_dir, curriculum, train=train)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from flows.environment import HEARTBEAT_S, run_environment, set_run_environment
@@ -25,6 +26,7 @@ def test_prefect_yaml_sets_the_same_environment_as_the_python_constants():
         assert deployment["work_pool"]["job_variables"]["env"] == run_environment(), deployment["name"]
 
 
+@pytest.mark.slow  # a Python process importing the flow
 def test_importing_the_flow_and_serve_sets_no_environment():
     names = sorted(run_environment())
     env = {key: value for key, value in os.environ.items() if key not in names}

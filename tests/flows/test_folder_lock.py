@@ -76,6 +76,7 @@ def test_a_second_lock_in_the_same_process_is_refused_too(tmp_path):
                 pass
 
 
+@pytest.mark.slow  # two flows/curriculum.py processes
 def test_two_prepare_runs_on_one_data_folder(tmp_path, hub_mirror):
     config = tmp_path / "one.yaml"
     config.write_text(CONFIG)
