@@ -1,4 +1,5 @@
-"""Serve the deployments `curriculum/simple` and `curriculum/default` from this one process.
+"""Serve the deployments `curriculum/simple`, `curriculum/default`, `compare/simple` and `compare/default` from
+this one process.
 
     prefect server start                                  # another terminal; binds 127.0.0.1:4200
     export PREFECT_API_URL=http://127.0.0.1:4200/api
@@ -48,6 +49,7 @@ from curriculum.allowed_paths import ALLOWED_PATHS_ENV
 from curriculum.presets import PRESETS
 from deployments.crash_detection import DEFAULT_AFTER_S, ensure_crash_automation
 from deployments.server_security import browser_warnings, exposure_warning
+from flows.compare import compare
 from flows.curriculum import curriculum
 from flows.environment import HEARTBEAT_S, set_run_environment
 
@@ -55,8 +57,21 @@ TAGS = ["curriculum"]
 
 
 def build_deployments() -> list[RunnerDeployment]:
-    """One deployment per preset (`curriculum/simple`, `curriculum/default`); its `type` is the default."""
-    return [
+    """Per preset, `curriculum/<preset>` and `compare/<preset>` (the curriculum against flat, mixed and lengths
+    arms at matched compute, flows/compare.py); the preset is the default of their `type`."""
+    compare_deployments = [
+        compare.to_deployment(
+            name=name,
+            parameters={"type": name},
+            description=f"Does the curriculum pay? {(PRESETS[name].__doc__ or '').strip()} Parameters as on the "
+            "command line of flows/compare.py: type, config_path, overrides, seeds, arms "
+            "(curriculum,flat,mixed,lengths), match (tokens or flops), out_dir.",
+            tags=TAGS,
+            entrypoint_type=EntrypointType.MODULE_PATH,  # a module path, as for the curriculum deployments below
+        )
+        for name in PRESETS
+    ]
+    return compare_deployments + [
         curriculum.to_deployment(
             name=name,
             parameters={"type": name},

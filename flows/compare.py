@@ -66,8 +66,14 @@ def compare_run_name() -> str:
     return f"{name}-compare-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# Arms x seeds run side by side in this many threads (the trainer releases the GIL in torch's kernels); another
+# task runner (Dask, Ray) spreads them over machines. Two suit a 2-core CPU; on GPUs, one per device.
+WORKERS = int(os.environ.get("CURRICULUM_COMPARE_WORKERS", "2"))
+TASK_RUNNER: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=WORKERS)
+
+
 @flow(name="compare", flow_run_name=compare_run_name, validate_parameters=True, log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=int(os.environ.get("CURRICULUM_COMPARE_WORKERS", "2"))))
+      task_runner=TASK_RUNNER)  # type: ignore[arg-type]  # Prefect's stubs expect another future class
 def compare(
     type: Literal["simple", "default"] = "simple",
     config_path: str | None = None,

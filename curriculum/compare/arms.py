@@ -124,7 +124,7 @@ def plan_arms(
                  train_tokens=record.train_tokens, val_path=record.val_path, val_sha256=record.val_sha256,
                  iters=plan.total_iters, tokens_per_iter=plan.tokens_per_iter,
                  flops_per_token=flops_per_token(model, vocab, stage.block_size))
-        for stage, record, plan in zip(curriculum.stages, shards, plans)
+        for stage, record, plan in zip(curriculum.stages, shards, plans, strict=True)
     ]
     result = [_arm("curriculum", reference, model, train)]
     targets = [s.tokens if match == "tokens" else s.flops for s in reference]  # compute of each curriculum stage
@@ -135,7 +135,7 @@ def plan_arms(
         """Stages (stage, data name, train shard) trained for their shares of `budget`; every one reports the
         last stage's val set as its val_loss (the target)."""
         stages, done = [], 0.0
-        for (stage, data, record), share_end in zip(parts, _cumulative(budget)):
+        for (stage, data, record), share_end in zip(parts, _cumulative(budget), strict=True):
             per_iter = seqs * stage.block_size * (1.0 if match == "tokens" else flops_per_token(model, vocab,
                                                                                                 stage.block_size))
             iters = max(1, round((share_end - done) / per_iter))

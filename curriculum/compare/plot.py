@@ -42,8 +42,9 @@ def render_compare_plot(
             for stage in curriculum.stages[:-1]:
                 done += stage.flops if axis == "flops" else stage.tokens
                 axes.axvline(done, color="0.4", linestyle="--", linewidth=1)
-                axes.annotate(f"curriculum: end of {stage.stage.name}", xy=(done, 1.0), xycoords=("data", "axes fraction"),
-                              xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
+                axes.annotate(f"curriculum: end of {stage.stage.name}", xy=(done, 1.0),
+                              xycoords=("data", "axes fraction"), xytext=(3, -12), textcoords="offset points",
+                              fontsize=8, color="0.3")
         axes.set_xlabel(label)
         axes.set_ylabel(f"val loss on {target!r} (target)")
         axes.grid(True, alpha=0.3)

@@ -164,7 +164,8 @@ def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = 
         lines.append(f"| {arm} | " + " | ".join(_pm(entry["final_losses"][n]) for n in names) + " |")
     lines += ["", "Stages of each arm:", "", "| arm | stages (data, block size, iterations) |", "| --- | --- |"]
     for arm, entry in report["arms"].items():
-        stages = "; ".join(f"{s['name']} ({s['data']}, {s['block_size']}, {s['iterations']:,})" for s in entry["stages"])
+        stages = "; ".join(f"{s['name']} ({s['data']}, {s['block_size']}, {s['iterations']:,})"
+                           for s in entry["stages"])
         lines.append(f"| {arm} | {stages} |")
     if plot_markdown:
         lines += ["", plot_markdown]
