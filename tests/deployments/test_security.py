@@ -115,3 +115,29 @@ def test_a_served_run_whose_override_moves_out_dir_outside_fails_before_any_task
     assert "served run refused: train.out_dir" in message
     assert str((tmp_path / ".." / "elsewhere").resolve()) in message
     assert not (served_hardened.cwd / "out").exists()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def test_the_ui_works_with_csrf_protection(hardened_server):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with api_client(hardened_server) as client:
+        client.create_variable(VariableCreate(name="shown_in_the_ui", value=3))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            writes = []  # the UI reads through POST .../filter: refused without a CSRF token
+            page.on("response", lambda r: writes.append((r.url, r.status)) if r.request.method == "POST" else None)
+            page.goto(f"{hardened_server.url}/variables")
+            expect(page.get_by_text("shown_in_the_ui")).to_be_visible()
+        finally:
+            browser.close()
+    assert writes and all(status < 400 for _, status in writes), writes
