@@ -85,6 +85,12 @@ def test_serve_py_serves_a_hardened_server_without_warnings(served_hardened):
     assert "warning:" not in served_hardened.log(), served_hardened.log()[-3000:]
 
 
+def test_serve_py_warns_about_a_server_with_prefects_defaults(served):
+    log = served.log()
+    assert "warning: the Prefect server has CSRF protection off" in log, log[-3000:]
+    assert "PREFECT_SERVER_CORS_ALLOWED_ORIGINS" in log
+
+
 def failed_run(served, **parameters):
     flow_run_id, result = trigger(served.server, "curriculum/simple", prepare_only=True, **parameters)
     assert result.returncode == 0 and flow_run_id, result.stdout + result.stderr
