@@ -37,6 +37,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from curriculum.allowed_paths import check_path, confine_paths  # noqa: E402
 from curriculum.compare.arms import (  # noqa: E402
     ARMS,
+    EVAL_POINTS,
     MIXED_SHARD,
     check_match,
     parse_arms,
@@ -82,6 +83,7 @@ def compare(
     arms: str = ",".join(ARMS),
     match: Literal["tokens", "flops"] = "flops",
     out_dir: str | None = None,
+    evals: int = EVAL_POINTS,
 ) -> dict[str, Any]:
     """Train the curriculum and its control arms at matched compute over several seeds, and report which pays.
 
@@ -93,9 +95,12 @@ def compare(
         arms: Comma-separated arms: curriculum (always), flat, mixed, lengths.
         match: Match every arm's compute to the curriculum's in training "tokens" or "flops".
         out_dir: The comparison folder (default out/compare/<name>); each arm and seed trains in <arm>-seed<k>/.
+        evals: Evaluations per run (on every stage's val set), spread evenly over its iterations, plus stage ends.
     """
     if seeds < 1:
         raise ConfigError(f"seeds={seeds}: give at least 1 (3 or more for a mean ± std worth reading)")
+    if evals < 2:
+        raise ConfigError(f"evals={evals}: give at least 2 evaluations per run (default {EVAL_POINTS})")
     arm_names, match = parse_arms(arms), check_match(match)
     roots = served_run_roots()
     if roots is not None:
@@ -113,7 +118,7 @@ def compare(
             shards = prepare_stages(config)  # from the cache when prepared before: nothing is prepared twice
         mixed = (mixed_record(shards, compare_dir / MIXED_SHARD, config.curriculum.max_block_size)
                  if "mixed" in arm_names else None)
-        plans = plan_arms(config, shards, arm_names, match, mixed)
+        plans = plan_arms(config, shards, arm_names, match, mixed, evals)
         ks = list(range(1, seeds + 1))
         atomic_write_text(compare_dir / PLAN_FILE, json.dumps(
             {"match": match, "seeds": [seed_of(config.train, k) for k in ks],
@@ -158,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default {','.join(ARMS)})")
     parser.add_argument("--match", default="flops", help="match compute in tokens or flops (default flops)")
+    parser.add_argument("--evals", type=int, default=EVAL_POINTS,
+                        help=f"evaluations per run, spread evenly, plus one at each stage end (default {EVAL_POINTS})")
     parser.add_argument("--data-dir", metavar="DIR", help="where shards and data caches go (default: out/data/<name>)")
     parser.add_argument("--out-dir", metavar="DIR", help="the comparison folder (default: out/compare/<name>)")
     parser.add_argument(
@@ -180,13 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_match(args.match)
         if args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: give at least 1")
+        if args.evals < 2:
+            raise ConfigError(f"--evals {args.evals}: give at least 2")
     except ConfigError as error:
         print(f"error: {error}")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         report = compare(type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
-                         arms=args.arms, match=args.match, out_dir=args.out_dir)
+                         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -106,9 +106,10 @@ def check_match(match: str) -> Match:
 
 def plan_arms(
     config: RunConfig, shards: list[ShardsRecord], arms: list[str], match: Match, mixed: ShardsRecord | None = None,
+    eval_points: int = EVAL_POINTS,
 ) -> list[ArmPlan]:
     """Every arm of `arms` over `shards` (one record per stage, in order); `mixed` is the record of the mixed
-    shard (mixed_record), needed when `arms` holds 'mixed'."""
+    shard (mixed_record), needed when `arms` holds 'mixed'; each run evaluates about `eval_points` times."""
     if len(config.stages) < 2:
         raise ConfigError(
             f"a comparison needs a curriculum of at least 2 stages; {config.name!r} has {len(config.stages)}"
@@ -126,7 +127,7 @@ def plan_arms(
                  flops_per_token=flops_per_token(model, vocab, stage.block_size))
         for stage, record, plan in zip(curriculum.stages, shards, plans, strict=True)
     ]
-    result = [_arm("curriculum", reference, model, train)]
+    result = [_arm("curriculum", reference, model, train, eval_points)]
     targets = [s.tokens if match == "tokens" else s.flops for s in reference]  # compute of each curriculum stage
     last, last_record = curriculum.stages[-1], shards[-1]
     uncapped = train.model_copy(update={"max_iters": None})  # the arms' caps are per stage
@@ -154,7 +155,7 @@ def plan_arms(
                 iters=iters, tokens_per_iter=seqs * stage.block_size,
                 flops_per_token=flops_per_token(model, vocab, stage.block_size),
             ))
-        return _arm(arm, stages, model, uncapped)
+        return _arm(arm, stages, model, uncapped, eval_points)
 
     total = [sum(targets)]
     for arm in arms:
@@ -176,11 +177,11 @@ def plan_arms(
     return result
 
 
-def _arm(arm: str, stages: list[ArmStage], model: ModelConfig, train: TrainConfig) -> ArmPlan:
+def _arm(arm: str, stages: list[ArmStage], model: ModelConfig, train: TrainConfig, eval_points: int) -> ArmPlan:
     iters = sum(s.iters for s in stages)
-    # Bookkeeping only (not in the run fingerprint): about EVAL_POINTS evaluations per run, at the same
-    # fractions of every seed's run, so seeds of one arm can be averaged point by point.
-    interval = max(1, round(iters / EVAL_POINTS))
+    # Bookkeeping only (not in the run fingerprint): about `eval_points` evaluations per run, at the same
+    # iterations in every seed's run, so seeds of one arm can be averaged point by point.
+    interval = max(1, round(iters / eval_points))
     return ArmPlan(arm=arm, stages=stages, model=model,
                    train=train.model_copy(update={"eval_interval": interval, "checkpoint_interval": interval * 5}))
 

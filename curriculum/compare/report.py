@@ -127,6 +127,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _amount(value: float | None) -> str:
+    """Tokens in full, FLOPs in three digits; None is "not reached"."""
+    if value is None:
+        return NOT_REACHED
+    return f"{value:,.0f}" if value < 1e9 else f"{value:.3g}"
+
+
 def _pm(stats: Any, digits: int = 3) -> str:
     if not isinstance(stats, Mapping):
         return _fmt(stats)
@@ -150,7 +157,7 @@ def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = 
     for arm, entry in report["arms"].items():
         reach = entry.get("reach_flat_final")
         if reach:
-            per_seed = ", ".join(_fmt(r[axis], 0) if r[axis] is not None else NOT_REACHED for r in reach["per_seed"])
+            per_seed = ", ".join(_amount(r[axis]) for r in reach["per_seed"])
             per_seed = f"{per_seed} ({reach['reached']} reached)"
         lines.append(
             f"| {arm} | {entry['tokens']:,} | {entry['flops']:.3g} | {_pm(entry['final_target_loss'])} | "

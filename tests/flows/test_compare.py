@@ -88,7 +88,7 @@ def comparison(prefect_server, shared, hub_mirror, tmp_path_factory):
         time.sleep(0.05)
     kill_group(first)
     killed = {arm: read_jsonl(out_dir / arm / "runtime.jsonl") for arm in ("curriculum-seed1",)}
-    finished_before = {p.parent.name for p in out_dir.glob("*-seed*/final/model.safetensors")}
+    finished_before = {p.parent.parent.name for p in out_dir.glob("*-seed*/final/model.safetensors")}
     second = start_compare(prefect_server, config, out_dir, log, workers=2, hub=hub_mirror)
     second.wait(timeout=RUN_TIMEOUT_S)
     output = log.read_text()
