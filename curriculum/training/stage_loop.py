@@ -38,7 +38,8 @@ from model.gpt import GPT
 log = logging.getLogger(__name__)
 
 # Runs trained side by side in threads of one process (flows/compare.py) share torch's default generator.
-_INIT_LOCK = threading.Lock()
+# (With dropout > 0 their training steps draw from it too, so such runs are not reproducible side by side.)
+_RNG_LOCK = threading.Lock()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -77,10 +78,17 @@ class StageRun:
         self, model_cfg: ModelConfig, vocab_size: int, checkpoint: Checkpoint | None, start: Checkpoint | None
     ) -> str:
         """Build model and optimizer and load the state training continues from; says where that is."""
+        # Each step sets or draws torch's process-wide generator (the seeded initial weights, a checkpoint's RNG
+        # states, the stage's dropout seed): a run in another thread must not do so in between.
+        with _RNG_LOCK:
+            return self._restore(model_cfg, vocab_size, checkpoint, start)
+
+    def _restore(
+        self, model_cfg: ModelConfig, vocab_size: int, checkpoint: Checkpoint | None, start: Checkpoint | None
+    ) -> str:
         cfg, device = self.cfg, self.runtime.torch_device
-        with _INIT_LOCK:  # the seeded generator is process-wide: runs in other threads must not draw in between
-            torch.manual_seed(cfg.seed)  # the initial weights of stage 0 come from the seed
-            self.model = GPT(model_cfg, vocab_size).to(device)
+        torch.manual_seed(cfg.seed)  # the initial weights of stage 0 come from the seed
+        self.model = GPT(model_cfg, vocab_size).to(device)
         self.optimizer = self.model.configure_optimizer(
             cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type
         )
