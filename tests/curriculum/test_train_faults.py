@@ -52,6 +52,7 @@ def test_a_nan_loss_mid_stage_stops_before_it_is_written_and_a_rerun_resumes(kit
     assert (run_dir / final).read_bytes() == (trained_run[0] / final).read_bytes()
 
 
+@pytest.mark.slow  # a checkpoint every step until it diverges
 def test_a_learning_rate_that_diverges_stops_with_the_stage_and_iteration(kit, shard_dir, curriculum, tmp_path):
     run_dir = tmp_path / "run"
     wild = kit.TINY_TRAIN.model_copy(update={"learning_rate": 1e10, "min_lr": 1e9, "warmup_iters": 0,

@@ -108,6 +108,7 @@ os.kill(os.getpid(), 9)  # the pool dies while its worker spins on a document
 """
 
 
+@pytest.mark.slow  # a Python process and its orphaned worker
 def test_a_worker_whose_pool_died_does_not_spin_forever():
     root = Path(__file__).resolve().parents[2]
     run = subprocess.run([sys.executable, "-c", ORPHAN, str(root)], capture_output=True, text=True, timeout=60)

@@ -273,6 +273,7 @@ def test_offline_with_saved_pages_proceeds_with_a_warning(
     assert any("host-unreachable: 1" in r.getMessage() and "paths:" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # the default config's back-off: 4-5 s of waiting
 def test_default_url_list_offline_fails_in_seconds(tmp_path: Path):
     try:
         socket.getaddrinfo("www.gutenberg.org", 443)
