@@ -39,7 +39,7 @@ def test_transition_message_names_what_changes(kit, shard_dir, curriculum, tmp_p
     assert "Block size: 16 -> 32" in out
     assert "Epochs: 2" in out
     assert "Iterations per epoch: 6.0 = 24 windows of 33 tokens / 4 sequences per iteration" in out
-    assert "Iterations: 2 (capped by train.max_iters; 2 epoch(s) = 12)" in out
+    assert "Iterations: 2 (capped by max_iters; 2 epoch(s) = 12)" in out
     assert "Tokens per iteration: 128 = batch size 4 x grad accum 1 x block size 32" in out
 
 
