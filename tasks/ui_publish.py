@@ -31,6 +31,7 @@ from curriculum.prepare import DocumentsRecord, ShardsRecord
 from curriculum.summary import cache_use, skipped_by_reason
 from curriculum.training.types import MetricsRow, StageResult, StageStart, StepInfo, TrainListener
 from data.web.report import read_crawl_report
+from data.web.urls import redact_all
 from tasks.ui_artifacts import (  # noqa: F401  (artifact_key, in_run, Progress: re-exported for callers)
     LiveTable,
     Progress,
@@ -245,7 +246,7 @@ def run_summary_markdown(
     `StageResult.model_dump()` merged with its data summary row (keys shown as they are).
     """
     name = getattr(config, "name", "run")
-    resolved = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+    resolved = redact_all(config.model_dump(mode="json") if hasattr(config, "model_dump") else config)
     lines = [f"# Curriculum run `{name}`", ""]
     lines += [f"- **Final weights:** `{Path(final_dir).resolve()}`" if final_dir else "- **Final weights:** not yet",
               f"- **Code version:** `{git_commit or 'unknown (not a git checkout)'}`"]

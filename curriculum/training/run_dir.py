@@ -21,6 +21,7 @@ from curriculum.stages import LOCATION_FIELDS, Curriculum, CurriculumStage
 from curriculum.training.config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
 from data.checksums import json_sha256
+from data.web.urls import redact_all
 from model.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
     files hold is checked anyway, by the shard checksums every checkpoint records."""
     model = model_cfg.with_block_size(curriculum.max_block_size)
     return {
-        "curriculum": {
-            stage.name: stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS) | _unset_later_fields(stage))
+        "curriculum": {  # stage `urls` may carry `user:password@`: run.json keeps them redacted
+            stage.name: redact_all(
+                stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS) | _unset_later_fields(stage))
+            )
             for stage in curriculum.stages
         },
         "stage_order": [stage.name for stage in curriculum.stages],

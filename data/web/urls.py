@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,6 +53,18 @@ def redact(text: str) -> str:
     The one helper for anything stored or shown: crawl report, cache metadata, document ids, logs.
     """
     return _USERINFO.sub(r"\1***@", text)
+
+
+def redact_all(value: Any) -> Any:
+    """`value` (JSON-like: dicts, lists, strings, numbers) with `redact` applied to every string in it: for
+    configurations stored or shown whole (run.json, the run summary), whose stage `urls` may carry passwords."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(item) for item in value]
+    return value
 
 
 def shown(text: str) -> str:
