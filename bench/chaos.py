@@ -17,8 +17,10 @@ Prints one line per kill (when, and the last line the run printed), and last
 kill ends the series early (everything after it would come from the cache), so N can be below --kills; the
 line before says so.
 
-Measured here (2 cores shared with other work, load ~8): `--kills 20 --seed 0` took 18.5 min, the unbroken run
-99 s of it (20 s Prefect start-up); `kills=19 resumed=19 identical=yes` (the 20th life finished first).
+Kill moments scale with the unbroken run's time, so a machine much busier during that run than later gives long
+windows and fewer kills. Measured here, 2 cores shared with other work (load 7-9), defaults: 18.5 min, unbroken
+run 99 s (20 s of it Prefect's start-up), `kills=19 resumed=19 identical=yes`, the 20th life finishing first;
+again with the windows capped: 15.4 min, unbroken run 323 s under heavier load, `kills=9 resumed=9 identical=yes`.
 
 Needs CURRICULUM_HUB_MIRROR (default ../shared/hub) and TIKTOKEN_CACHE_DIR (default ../shared/tiktoken).
 """
