@@ -31,7 +31,7 @@ import time  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
+from prefect.runtime import deployment, flow_run  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
@@ -121,7 +121,7 @@ def curriculum(
 
 def served_run_roots() -> list[Path] | None:
     """The folders a run started from a deployment may use (curriculum/allowed_paths.py); None for a CLI run."""
-    return allowed_roots() if flow_run.get_deployment_id() else None
+    return allowed_roots() if deployment.get_id() else None  # the server's record of the run, not a parameter
 
 
 def hold_folder(folder: Path, purpose: str) -> contextlib.AbstractContextManager:
