@@ -22,8 +22,8 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from selectolax.lexbor import LexborHTMLParser
 

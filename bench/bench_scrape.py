@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the local web server the bench crawls lives in tests/, which is not installed
 
 from bench_extract import bench_html, body_text  # noqa: E402 -- the F1 code lives with the extraction bench
+
 from data.documents import SkipReport  # noqa: E402
 from data.extract import extract_html  # noqa: E402
 from data.web.config import ScrapeConfig  # noqa: E402

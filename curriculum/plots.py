@@ -90,7 +90,9 @@ def render_loss_curve(
     return buffer.getvalue()
 
 
-def save_loss_curve(rows: Iterable[Mapping[str, Any]], path: str | Path, *, title: str = "Loss across the curriculum") -> Path:
+def save_loss_curve(
+    rows: Iterable[Mapping[str, Any]], path: str | Path, *, title: str = "Loss across the curriculum"
+) -> Path:
     """Write the PNG plot to `path` atomically (a reader never sees half a file); returns the path."""
     path = Path(path)
     atomic_write_bytes(path, render_loss_curve(rows, title=title, fmt="png"))

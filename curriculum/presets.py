@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from curriculum.config import RunConfig
 from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage

@@ -7,9 +7,10 @@ import hashlib
 import itertools
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 from data.atomic import sha256_file
@@ -188,5 +189,5 @@ class HuggingFaceReader:
 
 def _batch_rows(batch: dict[str, list]) -> Iterator[dict[str, Any]]:
     keys = list(batch)
-    for values in zip(*(batch[key] for key in keys)):
-        yield dict(zip(keys, values))
+    for values in zip(*(batch[key] for key in keys), strict=True):
+        yield dict(zip(keys, values, strict=True))

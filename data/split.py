@@ -110,7 +110,7 @@ def write_split_shards(
     inherited = {k: source.meta[k] for k in ("tokenizer", "eot_token") if k in source.meta}
     headers = {}
     with ShardWriter(train_path, vocab) as train, ShardWriter(val_path, vocab) as val:
-        for first, last in zip(run_starts, run_ends):
+        for first, last in zip(run_starts, run_ends, strict=True):
             writer = val if is_val[first] else train
             lo, hi = int(starts[first]), int(ends[last - 1])
             for pos in range(lo, hi, COPY_TOKENS):

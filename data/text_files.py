@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from data.documents import Document, SkipReport
 from data.text_cleanup import UndecodableText, decode_text, normalize_newlines, split_documents, strip_gutenberg

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from curriculum.training.checkpoints import CheckpointError
 from curriculum.config import ConfigError, load_run_config, parse_override
 from curriculum.presets import PRESETS
+from curriculum.training.checkpoints import CheckpointError
 from curriculum.training.run_dir import RunMismatchError
 from data.hf_reader import HubUnreachable
 from data.shards import ShardError

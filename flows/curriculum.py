@@ -37,6 +37,7 @@ from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  #
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
+from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
     git_commit,
@@ -45,10 +46,11 @@ from curriculum.training.run_dir import (  # noqa: E402
     run_fingerprint,
     run_owner,
 )
-from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
 from tasks.caching import run_cached  # noqa: E402
+from tasks.prepare import fetch, shard, tokenize  # noqa: E402
+from tasks.train import train  # noqa: E402
 from tasks.ui_publish import (  # noqa: E402
     data_summary_row,
     publish_crawl_report,
@@ -57,8 +59,6 @@ from tasks.ui_publish import (  # noqa: E402
     publish_run_summary,
     run_summary_markdown,
 )
-from tasks.prepare import fetch, shard, tokenize  # noqa: E402
-from tasks.train import train  # noqa: E402
 
 CurriculumType = Literal["simple", "default"]
 
@@ -197,7 +197,7 @@ def publish_results(config: RunConfig, run_dir: Path, shards: list[ShardsRecord]
         {"stage": r.stage, "block size": s.block_size, "train tokens": s.train_tokens, "iterations": r.iters,
          "tokens seen": r.tokens_seen, "train loss": r.train_loss, "val loss": r.val_loss,
          "forgetting": r.forgetting, "checkpoint": str(r.checkpoint)}
-        for r, s in zip(results, shards)
+        for r, s in zip(results, shards, strict=True)
     ]
     markdown = run_summary_markdown(config, git_commit=git_commit(), stages=stages,
                                     final_dir=run_dir / FINAL_DIR, loss_curve=curve)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prefect import Task, get_run_logger
 from prefect.context import TaskRunContext
@@ -19,7 +20,7 @@ from tasks.result_storage import set_aside_untrusted_records
 RESULTS_DIRNAME = ".prefect-results"
 
 
-@lru_cache(maxsize=None)
+@cache
 def step_code_hash(*modules: str) -> str:
     """Hash of the source of the modules that implement a step: editing them invalidates its cache."""
     digest = hashlib.sha256()

@@ -14,7 +14,14 @@ from collections import Counter
 from statistics import median
 
 from data.extract.errors import (
-    BROKEN_PDF, EMPTY, ENCRYPTED, GARBLED, NO_TEXT_LAYER, NOT_PDF, TOO_MANY_PAGES, ExtractionSkipped,
+    BROKEN_PDF,
+    EMPTY,
+    ENCRYPTED,
+    GARBLED,
+    NO_TEXT_LAYER,
+    NOT_PDF,
+    TOO_MANY_PAGES,
+    ExtractionSkipped,
 )
 
 # pypdf logs a warning for every oddity it repairs; a crawl of real PDFs would drown the log in them.
@@ -109,11 +116,11 @@ def _without_running_heads(pages: list[list[str]]) -> list[str]:
     """
     edges = [_edge_positions(lines) for lines in pages]
     seen = Counter()
-    for lines, positions in zip(pages, edges):
+    for lines, positions in zip(pages, edges, strict=True):
         seen.update({_running_key(lines[i]) for i in positions} - {""})
     everywhere = max(_MIN_RUNNING_PAGES, _RUNNING_SHARE * len(pages))
     out = []
-    for lines, positions in zip(pages, edges):
+    for lines, positions in zip(pages, edges, strict=True):
         for i, line in enumerate(lines):
             key = _running_key(line)
             pages_seen = seen[key] if key else 0

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.extract.errors import (
-    ANSWER_TOO_LARGE, EMPTY, MEMORY, NOT_HTML, REASONS, TIMEOUT, WORKER_CRASH, ExtractionSkipped,
+    ANSWER_TOO_LARGE,
+    EMPTY,
+    MEMORY,
+    NOT_HTML,
+    REASONS,
+    TIMEOUT,
+    WORKER_CRASH,
+    ExtractionSkipped,
 )
 
 KINDS = ("html", "pdf")

@@ -30,9 +30,10 @@ def main() -> None:
     requests = sys.stdin.buffer
 
     # Imported before the cap, so that their size is not counted against the documents.
+    import pypdf  # noqa: F401
+
     import data.extract.html  # noqa: F401
     import data.extract.pdf  # noqa: F401
-    import pypdf  # noqa: F401
     try:
         import charset_normalizer  # noqa: F401  (optional: detection of undeclared legacy encodings)
     except ImportError:

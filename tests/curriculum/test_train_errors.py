@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from curriculum.training.checkpoints import CheckpointError
 from curriculum.config import ConfigError
+from curriculum.training.checkpoints import CheckpointError
 from curriculum.training.run_dir import RunMismatchError, prepare_run_dir, run_fingerprint
 from curriculum.training.trainer import StageData, train_stage
 from data.shards import ShardError, read_shard

@@ -103,7 +103,7 @@ def test_utf16_with_bom_decodes():
 
 def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(NoTextFiles, match=r"found no \.txt files.*stages\.foundation\.files"):
-        TextFilesReader([str(tmp_path / "missing")], stage="foundation").files
+        _ = TextFilesReader([str(tmp_path / "missing")], stage="foundation").files
 
 
 def test_globs_and_single_files(books):

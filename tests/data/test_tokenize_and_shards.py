@@ -9,7 +9,7 @@ import tiktoken
 from curriculum.prepare import fetch_stage, make_reader, shard_stage, tokenize_stage
 from curriculum.stages import CurriculumStage
 from data.config import DataConfig
-from data.documents import SkipReport, write_documents, Document
+from data.documents import Document, SkipReport, write_documents
 from data.shards import HEADER_BYTES, ShardError, ShardWriter, read_header, read_shard
 from data.split import SplitTooSmall, choose_val_documents
 from data.tokenize import tokenize_documents
@@ -21,7 +21,7 @@ ENC = tiktoken.get_encoding("r50k_base")
 def decode_documents(tokens: np.ndarray) -> list[str]:
     ends = np.flatnonzero(tokens == ENC.eot_token)
     starts = np.concatenate([[0], ends[:-1] + 1])
-    return [ENC.decode(tokens[s:e].tolist()) for s, e in zip(starts, ends)]
+    return [ENC.decode(tokens[s:e].tolist()) for s, e in zip(starts, ends, strict=True)]
 
 
 @pytest.fixture(scope="module")

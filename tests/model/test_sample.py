@@ -32,7 +32,7 @@ def test_pretrained_folder_round_trips(tmp_path):
     model, card = load_pretrained(folder)
     torch.manual_seed(0)
     original = GPT(ModelConfig(preset="tiny", block_size=32), 50257)
-    for (name, a), (_, b) in zip(original.state_dict().items(), model.state_dict().items()):
+    for (name, a), (_, b) in zip(original.state_dict().items(), model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert card["tokenizer"] == "r50k_base" and not model.training
 

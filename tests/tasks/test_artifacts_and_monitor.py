@@ -158,7 +158,9 @@ def test_an_unreachable_api_is_logged_once_and_the_work_goes_on(prefect_server, 
     warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.ui_artifacts"]
     assert len(warnings) == 1 and "could not publish the progress artifact 'monitor-api-down'" in warnings[0]
     with api_client(prefect_server) as client:
-        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-api-down"])))
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-api-down"]))
+        )
     assert artifact.data == 0.0  # what reached the server before it went away
 
 
@@ -185,5 +187,7 @@ def test_a_resumed_stage_keeps_its_earlier_evaluations_once(prefect_server):
         resumed()
         APILogWorker.drain_all(timeout=5)
         with api_client(prefect_server) as client:
-            [metrics] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["resume-metrics-warmup"])))
+            [metrics] = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["resume-metrics-warmup"]))
+            )
     assert [row["iteration"] for row in table(metrics)] == [10, 20, 30, 40]

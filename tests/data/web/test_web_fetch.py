@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from data.web.config import ScrapeConfig
-from data.web.fetch import AGENT, FetchResult, Fetcher
+from data.web.fetch import AGENT, Fetcher, FetchResult
 from tests.data.web.server import WebTestServer
 
 PAGE = "html/readability/ars-1.html"
@@ -195,7 +195,7 @@ def test_delay_between_requests_to_a_host(server: WebTestServer, fast_config: Sc
     fetch_all(urls, config, tmp_path)
     starts = sorted(e.start for e in server.requests("/files/"))
     # Measured at the server, so connection set-up jitter on a loaded machine may eat a little of the gap.
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.15
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.15
 
 
 def test_crawl_delay_means_one_at_a_time(server: WebTestServer, fast_config: ScrapeConfig, tmp_path: Path):
@@ -205,7 +205,7 @@ def test_crawl_delay_means_one_at_a_time(server: WebTestServer, fast_config: Scr
     assert all(r.status == "ok" for r in results)
     starts = sorted(e.start for e in server.requests("/sleep"))
     assert server.state.max_in_flight["localhost"] == 1
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.9
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.9
 
 
 def test_unreachable_hosts_fail_fast(fast_config: ScrapeConfig, tmp_path: Path):
