@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def work_dir(data_cfg: DataConfig, stage: CurriculumStage) -> Path:
     """Intermediate files of a stage; safe to delete (the steps run again)."""
-    return Path(data_cfg.data_dir) / "work" / stage.name
+    return data_cfg.resolved_data_dir / "work" / stage.name
 
 
 def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:
@@ -46,8 +46,8 @@ def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: Scrape
             urls_file=stage.urls_file,
             paths=stage.paths,
             config=scrape_cfg,
-            cache_dir=Path(data_cfg.data_dir) / "web-cache",
-            report_path=Path(data_cfg.data_dir) / "reports" / f"crawl_{stage.name}.json",
+            cache_dir=data_cfg.resolved_data_dir / "web-cache",
+            report_path=data_cfg.resolved_data_dir / "reports" / f"crawl_{stage.name}.json",
         )
     return HuggingFaceReader(
         stage.dataset_key,
@@ -57,6 +57,17 @@ def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: Scrape
         n_items=stage.n_items,
         mirror=data_cfg.hub_mirror,
     )
+
+
+def pin_hub_commit(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> CurriculumStage:
+    """A hub stage with its `revision` set to the commit that revision points to now; any other stage as it is.
+
+    The fetch step's cache key and its download each look the commit up; given the pinned stage, both name the
+    same commit even if the branch moves between the two, so a record never holds documents of another commit."""
+    reader = make_reader(stage, data_cfg, scrape_cfg)
+    if not isinstance(reader, HuggingFaceReader) or reader.location.kind != "hub":
+        return stage
+    return stage.model_copy(update={"revision": reader.hub_commit()})
 
 
 def _file_ok(path: Path, sha256: str) -> bool:
@@ -183,7 +194,8 @@ def shard_identity(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataC
 
 
 def shard_stage(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> ShardsRecord:
-    train_path, val_path = stage.shard_path(data_cfg.data_dir, "train"), stage.shard_path(data_cfg.data_dir, "val")
+    data_dir = data_cfg.resolved_data_dir
+    train_path, val_path = stage.shard_path(data_dir, "train"), stage.shard_path(data_dir, "val")
     source_fingerprint = json_sha256(shard_identity(tokens, stage, data_cfg))
     summary = write_split_shards(
         tokens.path, tokens.index_path, train_path, val_path,
@@ -209,5 +221,5 @@ def shard_stage(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConf
         train_documents=summary.train_documents,
         val_documents=summary.val_documents,
     )
-    write_json(Path(data_cfg.data_dir) / "reports" / f"shards_{stage.name}.json", record.model_dump(mode="json"))
+    write_json(data_cfg.resolved_data_dir / "reports" / f"shards_{stage.name}.json", record.model_dump(mode="json"))
     return record

@@ -36,7 +36,7 @@ from prefect.runtime import deployment, flow_run  # noqa: E402
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
-from curriculum.prepare import ShardsRecord  # noqa: E402
+from curriculum.prepare import ShardsRecord, pin_hub_commit  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
@@ -155,7 +155,8 @@ def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
         print(stage_header(index, len(config.stages), stage), flush=True)
         data_dir = config.data_dir
         documents, fetched = run_cached(
-            fetch, data_dir, stage=stage, data=config.data, scrape=config.scrape, run=config.name
+            fetch, data_dir, stage=pin_hub_commit(stage, config.data, config.scrape), data=config.data,
+            scrape=config.scrape, run=config.name,
         )
         tokens, tokenized = run_cached(tokenize, data_dir, documents=documents, data=config.data, run=config.name)
         record, sharded = run_cached(shard, data_dir, tokens=tokens, stage=stage, data=config.data)

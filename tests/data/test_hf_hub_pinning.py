@@ -70,3 +70,31 @@ def test_checking_the_hub_leaves_the_process_socket_timeout_alone(monkeypatch):
         assert socket.getdefaulttimeout() == 7.0
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def test_the_fetch_steps_key_and_load_name_one_commit_while_the_branch_moves(fake_hub, monkeypatch):
+    """The flow pins a hub stage's revision once; the cache key's reader and the fetch's reader (two objects,
+    seconds apart) then resolve the same commit, however often `main` moves meanwhile."""
+    from curriculum.prepare import make_reader, pin_hub_commit
+    from curriculum.stages import CurriculumStage
+    from data.config import DataConfig
+    from data.web.config import ScrapeConfig
+
+    def dataset_info(self, repo_id, *, revision=None, timeout=None, **_):
+        fake_hub.resolved.append((repo_id, revision, timeout))
+        if revision and len(revision) == 40:  # a commit resolves to itself
+            return SimpleNamespace(sha=revision)
+        return SimpleNamespace(sha=f"{len(fake_hub.resolved):040x}")  # `main` moves on every look-up
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", dataset_info)
+    stage = CurriculumStage(name="warmup", dataset_key=TINY, block_size=64, n_epochs=1, n_items=3)
+    data_cfg, scrape_cfg = DataConfig(), ScrapeConfig()
+    pinned = pin_hub_commit(stage, data_cfg, scrape_cfg)
+    assert pinned.revision == f"{1:040x}" and stage.revision is None
+    key_reader, load_reader = make_reader(pinned, data_cfg, scrape_cfg), make_reader(pinned, data_cfg, scrape_cfg)
+    assert key_reader.fingerprint() == f"hub:{TINY}@{1:040x}"
+    assert len(list(load_reader.documents(SkipReport(TINY)))) == 3
+    assert fake_hub.loaded == [(TINY, f"{1:040x}")]
+    # a stage that is not on the hub is left as it is
+    local = CurriculumStage(name="books", dataset_key="local-files", block_size=64, n_epochs=1, files=["x"])
+    assert pin_hub_commit(local, data_cfg, scrape_cfg) is local
