@@ -47,11 +47,14 @@ class RunConfig(Curriculum):
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.data.data_dir)  # type: ignore[arg-type]  (filled in by _default_folders)
+        return self.data.resolved_data_dir
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.train.out_dir)  # type: ignore[arg-type]
+        # _default_folders fills it in, so only a config built without validation (model_construct) lacks it.
+        if self.train.out_dir is None:
+            raise ValueError("train.out_dir is not set: build the RunConfig with validation so it gets its default")
+        return self.train.out_dir
 
 
 def load_run_config(

@@ -28,3 +28,13 @@ class DataConfig(BaseModel):
     )
     seed: int = Field(1337, description="Seed of the document-level train/val split.")
     threads: int = Field(0, ge=0, description="Tokenizer threads; 0 uses every core.")
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """`data_dir`, which a RunConfig fills in on validation; a bare DataConfig must be given one."""
+        if self.data_dir is None:
+            raise ValueError(
+                "data.data_dir is not set: a DataConfig used outside a RunConfig needs an explicit data_dir "
+                "(RunConfig defaults it to out/data/<curriculum name>)"
+            )
+        return self.data_dir
