@@ -10,7 +10,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 TMP_MARK = ".tmp-"
 _TMP_WRITER = re.compile(re.escape(TMP_MARK) + r"(\d+)-[0-9a-f]+$")
@@ -72,7 +72,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
     tmp = tmp_path_for(path)
     try:
         with open(tmp, mode) as handle:
-            yield handle
+            # open() with a str mode is typed IO[Any]; the mode is binary ("wb" by default and in every caller).
+            yield cast(BinaryIO, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 if __name__ == "__main__":
     # `python deployments/crash_detection.py` puts deployments/ first on sys.path; the project root is needed too.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture  # noqa: E402
+from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, MetricTrigger, Posture  # noqa: E402
 from prefect.client.schemas.objects import StateType  # noqa: E402
 
 from flows.environment import HEARTBEAT_S  # noqa: E402
@@ -60,15 +61,24 @@ def crash_automation(after_s: float) -> Automation:
 
 def ensure_crash_automation(after_s: float = DEFAULT_AFTER_S) -> Automation:
     """Create the automation, or replace an existing one of the same name whose window differs."""
+    # Automation's methods return a coroutine when called inside an event loop (Prefect's async_dispatch), so
+    # they are typed as either; this function is only called from synchronous code, where they return the result.
     wanted = crash_automation(after_s)
     try:
-        existing = Automation.read(name=AUTOMATION_NAME)
+        existing = cast(Automation, Automation.read(name=AUTOMATION_NAME))
     except ValueError:  # Prefect's way of saying "no automation of that name"
-        return wanted.create()
-    if existing.trigger.within == wanted.trigger.within:
+        return cast(Automation, wanted.create())
+    if _window(existing) == _window(wanted):
         return existing
     existing.delete()
-    return wanted.create()
+    return cast(Automation, wanted.create())
+
+
+def _window(automation: Automation) -> timedelta | None:
+    """How long the trigger waits; None for a metric trigger, which has no window (an automation of this name
+    made by hand, say: it is replaced)."""
+    trigger = automation.trigger
+    return None if isinstance(trigger, MetricTrigger) else trigger.within
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ def build_deployments() -> list[RunnerDeployment]:
         )
         for name in PRESETS
     ]
-    return compare_deployments + [
+    curriculum_deployments = [
         curriculum.to_deployment(
             name=name,
             parameters={"type": name},
@@ -85,6 +86,9 @@ def build_deployments() -> list[RunnerDeployment]:
         )
         for name in PRESETS
     ]
+    # to_deployment returns a coroutine inside an event loop (Prefect's async_dispatch), so it is typed as either;
+    # this runs in synchronous code, where it returns the deployment.
+    return cast(list[RunnerDeployment], compare_deployments + curriculum_deployments)
 
 
 def warn_if_exposed() -> None:

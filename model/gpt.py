@@ -123,7 +123,20 @@ class Block(nn.Module):
         return x
 
 
+class _Trunk(nn.ModuleDict):
+    """The ModuleDict of GPT's embedding, blocks and final norm; the annotations only tell the type checker what
+    nn.Module's attribute lookup returns for each key."""
+
+    wte: nn.Embedding
+    drop: nn.Dropout
+    h: nn.ModuleList
+    ln_f: LayerNorm
+
+
 class GPT(nn.Module):
+    rope_cos: torch.Tensor  # buffers registered in __init__; declared for the type checker
+    rope_sin: torch.Tensor
+
     def __init__(self, config: ModelConfig, vocab_size: int):
         super().__init__()
         if config.block_size is None:
@@ -132,9 +145,10 @@ class GPT(nn.Module):
                 "config.with_block_size(curriculum.max_block_size)"
             )
         self.config = config
+        self._block_size: int = config.block_size  # config.block_size, known here not to be None
         self.vocab_size = vocab_size
         padded = -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-        self.transformer = nn.ModuleDict(
+        self.transformer = _Trunk(
             dict(
                 wte=nn.Embedding(padded, config.n_embd),
                 drop=nn.Dropout(config.dropout),
@@ -147,7 +161,7 @@ class GPT(nn.Module):
         # projection share one matrix; fewer parameters and better small models.
         self.transformer.wte.weight = self.lm_head.weight
         # Derived from the config, not learned: kept out of the state dict so checkpoints hold weights only.
-        cos, sin = rope_tables(config.block_size, config.n_embd // config.n_head)
+        cos, sin = rope_tables(self._block_size, config.n_embd // config.n_head)
         self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, hs)
         self.register_buffer("rope_sin", sin, persistent=False)  # (block_size, hs)
 
@@ -174,9 +188,9 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T = idx.size()
-        if T > self.config.block_size:
+        if T > self._block_size:
             raise ValueError(
-                f"input of {T} tokens is longer than the model's block_size={self.config.block_size}; "
+                f"input of {T} tokens is longer than the model's block_size={self._block_size}; "
                 "crop the input or build the model with a larger model.block_size"
             )
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, hs)
@@ -217,7 +231,7 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens sampled tokens; the context is cropped to block_size."""
         for _ in range(max_new_tokens):
-            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size :]
+            idx_cond = idx if idx.size(1) <= self._block_size else idx[:, -self._block_size :]
             logits, _ = self(idx_cond)
             logits = logits[:, -1, :].float()  # (B, V)
             if temperature == 0:

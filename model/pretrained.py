@@ -20,7 +20,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def model_card(config: ModelConfig, vocab_size: int, tokenizer: str, eot_token: int | None, **extra: Any) -> dict:
+def model_card(
+    config: ModelConfig, vocab_size: int, tokenizer: str | None, eot_token: int | None, **extra: Any
+) -> dict:
     """The content of config.json."""
     return {
         "model": config.model_dump(mode="json"),

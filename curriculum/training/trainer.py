@@ -55,6 +55,7 @@ FINAL_DIR = "final"
 def resolve_model_config(curriculum: Curriculum, model_cfg: ModelConfig) -> ModelConfig:
     """`model_cfg` with block_size resolved; ConfigError if a stage's block size exceeds it."""
     resolved = model_cfg.with_block_size(curriculum.max_block_size)
+    assert resolved.block_size is not None  # with_block_size fills it in when unset
     n = len(curriculum.stages)
     for i, stage in enumerate(curriculum.stages):
         if stage.block_size > resolved.block_size:

@@ -114,6 +114,7 @@ class _Extraction:
 
     def __init__(self, tree: LexborHTMLParser, mode: _Pass) -> None:
         self.tree = tree
+        assert tree.body is not None  # the caller returns "" for a page without a body before this
         self.body: LexborNode = tree.body
         self.mode = mode
         self.dropped_unlikely = False
@@ -287,14 +288,16 @@ class _Candidates:
         start = node.mem_id
         lineage = self._lineage.get(start)
         if lineage is None:
-            keys = []
-            while node is not None and node.tag != "html" and len(keys) < _ANCESTOR_LEVELS:
-                key = node.mem_id
+            keys: list[int] = []
+            current: LexborNode | None = node
+            while current is not None and current.tag != "html" and len(keys) < _ANCESTOR_LEVELS:
+                key = current.mem_id
                 if key not in self.raw:
-                    self.nodes[key] = node
-                    self.raw[key] = _TAG_SCORE.get(node.tag, 0) + self.page.weight(node)
+                    self.nodes[key] = current
+                    # a node without a tag name (None) scores like any tag missing from the table
+                    self.raw[key] = _TAG_SCORE.get(current.tag or "", 0) + self.page.weight(current)
                 keys.append(key)
-                node = node.parent
+                current = current.parent
             lineage = self._lineage[start] = tuple(keys)
         return lineage
 
@@ -302,6 +305,9 @@ class _Candidates:
         key = node.mem_id
         if key not in self.raw:
             return None
+        return self._discounted(key, node)
+
+    def _discounted(self, key: int, node: LexborNode) -> float:
         if key not in self.final:
             self.final[key] = self.raw[key] * (1 - self.page.link_density(node, len(_text(node))))
         return self.final[key]
@@ -313,7 +319,7 @@ class _Candidates:
         for key in sorted(self.raw, key=self.raw.__getitem__, reverse=True):
             if len(ranked) == n and self.raw[key] <= ranked[-1][0]:
                 break
-            ranked.append((self.score(self.nodes[key]), key))
+            ranked.append((self._discounted(key, self.nodes[key]), key))
             ranked.sort(reverse=True)
             del ranked[n:]
         return [self.nodes[key] for _, key in ranked]
@@ -368,7 +374,7 @@ def _is_wrapper(node: LexborNode) -> bool:
             elements += 1
             if elements > 1:
                 return False
-        elif child.is_text_node and child.text_content.strip():
+        elif child.is_text_node and (child.text_content or "").strip():  # None: a text node with no data
             return False
         child = child.next
     return elements == 1
@@ -376,7 +382,7 @@ def _is_wrapper(node: LexborNode) -> bool:
 
 def _double_br(br: LexborNode) -> bool:
     nxt = br.next
-    while nxt is not None and nxt.is_text_node and not nxt.text_content.strip():
+    while nxt is not None and nxt.is_text_node and not (nxt.text_content or "").strip():
         nxt = nxt.next
     return nxt is not None and nxt.tag == "br"
 
@@ -399,10 +405,10 @@ def _shared_ancestor(top: LexborNode, others: list[LexborNode], candidates: _Can
 
 def _ancestor_ids(node: LexborNode) -> set[int]:
     ids = set()
-    node = node.parent
-    while node is not None:
-        ids.add(node.mem_id)
-        node = node.parent
+    ancestor = node.parent
+    while ancestor is not None:
+        ids.add(ancestor.mem_id)
+        ancestor = ancestor.parent
     return ids
 
 

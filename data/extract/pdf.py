@@ -115,7 +115,7 @@ def _without_running_heads(pages: list[list[str]]) -> list[str]:
     three pages when it carries a page number (a chapter's head lasts a few pages).
     """
     edges = [_edge_positions(lines) for lines in pages]
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for lines, positions in zip(pages, edges, strict=True):
         seen.update({_running_key(lines[i]) for i in positions} - {""})
     everywhere = max(_MIN_RUNNING_PAGES, _RUNNING_SHARE * len(pages))
@@ -193,7 +193,7 @@ def _without_lone_surrogates(text: str) -> str:
 def _check_not_garbled(text: str) -> None:
     """A font without a Unicode map yields code points from a dozen scripts (Greek, Bengali, Thaana...) where
     the page shows one or two. Real text keeps almost all its letters in a few scripts."""
-    scripts = Counter()
+    scripts: Counter[str] = Counter()
     for char in text[:_SCRIPT_SAMPLE]:
         if char.isalpha():
             name = unicodedata.name(char, "")

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from data.extract.errors import (
     ANSWER_TOO_LARGE,
@@ -167,8 +168,8 @@ class _Worker:
     def __init__(self, memory_mb: int, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.memory_mb = memory_mb
         self.max_answer_bytes = max_answer_bytes
-        self.proc: subprocess.Popen | None = None
-        self.log = None  # the worker's stderr, kept to explain a crash
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None  # the worker's stderr, kept to explain a crash
 
     @property
     def pid(self) -> int | None:
@@ -177,13 +178,13 @@ class _Worker:
     def extract(self, request: dict, body: bytes, timeout: float) -> Extracted:
         header = json.dumps(request).encode()
         for attempt in (1, 2):
-            if self.proc is None or self.proc.poll() is not None:
-                self._start()  # before the clock starts: a worker's start-up is not the document's time
+            # A new worker starts before the clock does: a worker's start-up is not the document's time.
+            proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
             started = time.monotonic()
             deadline = started + timeout
             try:
-                _send(self.proc.stdin, header, body)
-                _receive(self.proc.stdout, deadline)  # the receipt: from here on the document is the worker's
+                _send(proc.stdin, header, body)
+                _receive(proc.stdout, deadline)  # the receipt: from here on the document is the worker's
                 break
             except TimeoutError:
                 return self._timed_out(timeout, started)
@@ -194,7 +195,7 @@ class _Worker:
                     return Extracted(None, WORKER_CRASH, self._death_notice(e), time.monotonic() - started)
                 self._kill()
         try:
-            answer = _receive(self.proc.stdout, deadline, self.max_answer_bytes)
+            answer = _receive(proc.stdout, deadline, self.max_answer_bytes)
         except TimeoutError:
             return self._timed_out(timeout, started)
         except AnswerTooLarge as e:
@@ -217,6 +218,7 @@ class _Worker:
     def _trim_log(self) -> None:
         """Keep the stderr file small over a long crawl: only the lines before a crash are of use. The worker
         shares the file's offset, so its next line lands at the start."""
+        assert self.log is not None  # _start opened it with the worker that just answered
         fd = self.log.fileno()
         if os.fstat(fd).st_size > _LOG_LIMIT:
             os.ftruncate(fd, 0)
@@ -226,23 +228,24 @@ class _Worker:
         self._kill()
         return Extracted(None, TIMEOUT, f"over the {timeout:g} s limit; worker killed", time.monotonic() - started)
 
-    def _start(self) -> None:
+    def _start(self) -> subprocess.Popen[bytes]:
         self._kill()
         root = str(Path(__file__).resolve().parents[2])
         env = worker_environment(os.environ, root)
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             [sys.executable, "-X", "faulthandler", "-m", "data.extract.worker", str(self.memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env, close_fds=True,
         )
         try:
-            ready = _receive(self.proc.stdout, deadline=time.monotonic() + _START_TIMEOUT)
+            ready = _receive(proc.stdout, deadline=time.monotonic() + _START_TIMEOUT)
         except (TimeoutError, OSError, EOFError, ValueError) as e:
             detail = self._death_notice(e)
             raise RuntimeError(f"extraction worker failed to start: {detail}") from e
         if "error" in ready:
             self._kill()
             raise RuntimeError(f"extraction worker failed to start: {ready['error']}")
+        return proc
 
     def _death_notice(self, error: Exception) -> str:
         proc = self.proc
@@ -276,6 +279,8 @@ class _Worker:
                 proc.kill()
             proc.wait()
             for pipe in (proc.stdin, proc.stdout):
+                if pipe is None:  # never: _start opens both as pipes
+                    continue
                 try:
                     pipe.close()
                 except OSError:
@@ -288,7 +293,8 @@ class _Worker:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             try:
-                proc.stdin.close()  # end of input: the worker's loop returns
+                if proc.stdin is not None:  # always, as _start opens it as a pipe
+                    proc.stdin.close()  # end of input: the worker's loop returns
                 proc.wait(timeout=2)
             except (OSError, subprocess.TimeoutExpired):
                 pass  # it is killed just below either way

@@ -79,6 +79,7 @@ class WebReader:
                     rows.append(row)
                     body = self._cached_body(cache, fetched, row, report)
                     if body is not None:
+                        assert fetched.kind is not None  # an "ok" fetch, the only one with a body, has its kind
                         doc = self._document(pool, fetched.url, body, fetched.kind, fetched.final_url,
                                              fetched.charset, row, kept, report)
                         if doc is not None:
@@ -156,7 +157,7 @@ class WebReader:
         pool: ExtractionPool,
         item: str,
         body: bytes,
-        kind: str | None,
+        kind: str,
         url: str | None,
         charset: str | None,
         row: CrawlRow,
