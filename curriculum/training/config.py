@@ -10,7 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 # Fields that change where and how often things are written or measured, never the trained weights:
 # a run may be resumed with other values of these. Every other field is part of the run's fingerprint.
 BOOKKEEPING_FIELDS = frozenset(
-    {"out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device"}
+    {
+        "out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device",
+        # How many processes train, and where: the data order is global, so any world size continues a run.
+        "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads",
+    }
 )
 
 
@@ -47,3 +51,28 @@ class TrainConfig(BaseModel):
         "native bf16 instructions (AVX512-BF16, AMX, Arm BF16), else float32.",
     )
     compile: bool = Field(False, description="torch.compile the model.")
+    nproc: PositiveInt | Literal["auto"] = Field(
+        1,
+        description="Training processes on this machine (DDP; one per GPU on CUDA, gloo on CPU); "
+        "auto: the number of GPUs, else 1. batch_size stays the global batch: it must divide by nproc * nnodes.",
+    )
+    nnodes: PositiveInt = Field(1, description="Machines training together (torchrun's --nnodes).")
+    node_rank: NonNegativeInt = Field(0, description="This machine's rank among nnodes (torchrun's --node-rank).")
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port where the nodes meet (c10d rendezvous); needed when nnodes > 1."
+    )
+    threads: PositiveInt | None = Field(
+        None, description="CPU threads per training process; default: torch's own with one process, "
+        "cores / nproc with several."
+    )
+
+    def resolved_nproc(self) -> int:
+        """nproc with auto resolved on this machine."""
+        if self.nproc != "auto":
+            return self.nproc
+        import torch  # only here: the rest of the config stays importable without torch
+
+        return max(torch.cuda.device_count(), 1)
+
+    def distributed(self) -> bool:
+        return self.resolved_nproc() > 1 or self.nnodes > 1
