@@ -57,9 +57,10 @@ class EventWriter(TrainListener):
         self._write("on_stage_end", result)
 
 
-def _die_with_parent() -> None:
-    """torchrun starts workers in sessions of their own: should torchrun itself be SIGKILLed, this worker dies
-    too instead of training on as an orphan (Linux; elsewhere torchrun's own shutdown has to do)."""
+def die_with_parent() -> None:
+    """SIGKILL this process when its parent dies, even by SIGKILL (Linux; elsewhere a no-op). The launcher and
+    torchrun each start their children in sessions of their own, out of reach of a kill of the parent's group:
+    so a killed task takes torchrun with it, and a killed torchrun its workers, instead of leaving orphans."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
@@ -67,7 +68,7 @@ def _die_with_parent() -> None:
 
 
 def main(folder: Path) -> None:
-    _die_with_parent()
+    die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = pickle.loads((folder / ARGS_FILE).read_bytes())
     cfg = args["train_cfg"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig
-from curriculum.training.distributed_worker import ARGS_FILE, EVENTS_FILE
+from curriculum.training.distributed_worker import ARGS_FILE, EVENTS_FILE, die_with_parent
 from curriculum.training.run_dir import fingerprint_hash
 from curriculum.training.trainer import resolve_stage_start, train_stage
 from curriculum.training.types import StageData, StageResult, TrainListener
@@ -102,7 +102,8 @@ def _run_torchrun(command: list[str], folder: Path, listener: TrainListener, wor
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     log_path = folder / LOG_FILE
     with log_path.open("wb") as log_out, log_path.open("rb") as log_in:
-        proc = subprocess.Popen(command, env=env, stdout=None, stderr=log_out, start_new_session=True)
+        proc = subprocess.Popen(command, env=env, stdout=None, stderr=log_out, start_new_session=True,
+                                preexec_fn=die_with_parent)
         events = _EventReader(folder / EVENTS_FILE)
         try:
             while True:

@@ -158,3 +158,44 @@ def test_a_killed_rank_fails_the_stage_and_a_single_process_resumes_it(kit, shar
     assert (run_dir / "final" / "model.safetensors").is_file()
     books = [r["stage_iter"] for r in read_metrics(run_dir) if r["stage"] == "books"]
     assert books == [4, 8, 12]  # metrics continue without a gap (nor a repeat)
+
+
+def test_a_killed_two_process_run_resumes_bit_identical(kit, shard_dir, curriculum, tmp_path):
+    """With dropout on: each rank's dropout stream is a function of (seed, stage, iteration, rank)."""
+    _, two_cfg = _cfgs(kit, 2)
+    model = kit.TINY_MODEL
+    train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "unbroken")
+    run_dir, paused = tmp_path / "run", tmp_path / "paused"
+    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:5", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
+    code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not paused.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "training did not reach its pause point"
+            time.sleep(0.1)
+        time.sleep(0.5)  # both ranks at the pause
+        pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
+        os.kill(proc.pid, signal.SIGKILL)  # the task's process only: torchrun and the ranks must follow it
+        proc.communicate(timeout=60)  # returns once nothing holds its output open: every rank is gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(pids) == 2
+    time.sleep(1)
+    assert not [pid for pid in pids if _alive(pid)], "a training process outlived the killed task"
+    assert not (run_dir / "final").exists()
+    paused.unlink(missing_ok=True)
+    recorder = kit.Recorder()
+    train_launched(curriculum, shard_dir, model, two_cfg, run_dir, listener=recorder)
+    assert recorder.starts[0].start_iter == 3
+    final = "final/model.safetensors"
+    assert (run_dir / final).read_bytes() == (tmp_path / "unbroken" / final).read_bytes()
+    end = "checkpoints/01-books/end/optimizer.safetensors"
+    assert (run_dir / end).read_bytes() == (tmp_path / "unbroken" / end).read_bytes()
