@@ -128,3 +128,21 @@ def test_changed_settings_on_resume_are_refused_then_restart_moves_the_folder_as
     output = run(setup, out, "--set", "train.learning_rate=0.001", "--restart")
     assert "Starting from: fresh weights" in output
     assert list(out.parent.glob(f"{out.name}.old-*"))
+
+
+def test_two_processes_train_like_one(setup, reference):
+    ref_out, _ = reference
+    out = setup["base"] / "two-processes"
+    output = run(setup, out, "--nproc", "2", "--set", "train.threads=1")
+    # rank 0's transition message and the task's own reports, as from one process
+    assert "Starting from: fresh weights" in output and "Starting from: the end of stage 'warmup'" in output
+    assert "✓ Curriculum 'tiny' trained" in output
+    import json
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    ref_rows = [json.loads(line) for line in (ref_out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["stage_iter"]) for r in rows] == [(r["stage"], r["stage_iter"]) for r in ref_rows]
+    for row, ref in zip(rows, ref_rows, strict=True):
+        assert row["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-4)
+    runtime = [json.loads(line) for line in (out / "runtime.jsonl").read_text().splitlines()]
+    assert {r["world_size"] for r in runtime} == {2}
