@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import threading
@@ -133,8 +134,11 @@ class StageRun:
         trained = net
         if world_size > 1:
             device = self.runtime.torch_device
+            # The buffers (RoPE tables) are the same on every rank: no need to broadcast them at every forward.
+            newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            no_buffer_sync: dict[str, Any] = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
             trained = DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+                net, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync
             )
         window_tokens, window_seconds, lr = 0, 0.0, schedule.lr(start_iter)
         for it in range(start_iter, plan.total_iters):
