@@ -199,3 +199,42 @@ def test_a_killed_two_process_run_resumes_bit_identical(kit, shard_dir, curricul
     assert (run_dir / final).read_bytes() == (tmp_path / "unbroken" / final).read_bytes()
     end = "checkpoints/01-books/end/optimizer.safetensors"
     assert (run_dir / end).read_bytes() == (tmp_path / "unbroken" / end).read_bytes()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_meeting_on_loopback_train_like_one_process(kit, shard_dir, curriculum, tmp_path):
+    """Two launchers with nnodes=2, as two machines would run them, sharing the run folder."""
+    model, one_cfg = _cfgs(kit, 1)
+    kit.train_all_stages(curriculum, shard_dir, model, one_cfg, tmp_path / "one", expect_tokenizer=kit.EXPECT)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    run_dir = tmp_path / "two-nodes"
+    procs = []
+    for node_rank in (0, 1):
+        cfg = one_cfg.model_copy(update={"nnodes": 2, "node_rank": node_rank, "rdzv_endpoint": endpoint})
+        spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+                "model": model.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
+                "run_dir": str(run_dir)}
+        code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    try:
+        outs = [proc.communicate(timeout=300)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert [proc.returncode for proc in procs] == [0, 0], "\n=====\n".join(outs)
+    one, two = read_metrics(tmp_path / "one"), read_metrics(run_dir)
+    assert [(r["stage"], r["stage_iter"]) for r in two] == [(r["stage"], r["stage_iter"]) for r in one]
+    for a, b in zip(one, two, strict=True):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4), (a, b)
+    w1, w2 = _weights(tmp_path / "one"), _weights(run_dir)
+    for name in w1:
+        np.testing.assert_allclose(w2[name], w1[name], rtol=1e-3, atol=1e-5, err_msg=name)
