@@ -29,6 +29,7 @@ from curriculum.training.types import StageData, StageResult, TrainListener
 from model.config import ModelConfig
 
 LOG_FILE = "torchrun.log"
+PRINTED_FILE = "stdout.txt"
 TAIL_LINES = 30
 
 
@@ -100,19 +101,29 @@ def _run_torchrun(command: list[str], folder: Path, listener: TrainListener, wor
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", PYTHONUNBUFFERED="1")
     root = str(Path(__file__).resolve().parents[2])  # workers import this checkout, wherever they start
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    log_path = folder / LOG_FILE
-    with log_path.open("wb") as log_out, log_path.open("rb") as log_in:
-        proc = subprocess.Popen(command, env=env, stdout=None, stderr=log_out, start_new_session=True,
+    log_path, printed_path = folder / LOG_FILE, folder / PRINTED_FILE
+    with (log_path.open("wb") as log_out, log_path.open("rb") as log_in, printed_path.open("wb") as printed_out,
+          printed_path.open("rb") as printed_in):
+        proc = subprocess.Popen(command, env=env, stdout=printed_out, stderr=log_out, start_new_session=True,
                                 preexec_fn=die_with_parent)
         events = _EventReader(folder / EVENTS_FILE)
+        pending = b""
         try:
             while True:
                 code = proc.poll()
                 events.replay(listener)
                 sys.stderr.write(log_in.read().decode(errors="replace"))
+                # Printed here, whole lines at a time, the stage transition message reaches what captures this
+                # process's prints (the Prefect task's log_prints: the run's logs in the UI), as with one process.
+                pending += printed_in.read()
+                lines, _, pending = pending.rpartition(b"\n")
+                if lines:
+                    print(lines.decode(errors="replace"), flush=True)
                 if code is not None:
                     break
                 time.sleep(0.2)
+            if pending:
+                print(pending.decode(errors="replace"), flush=True)
         finally:
             _stop(proc)
     if code != 0:
