@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from curriculum.config import ConfigError
 from curriculum.stages import Curriculum
-from curriculum.training.config import TrainConfig
+from curriculum.training.config import TrainConfig, check_batch_split
 from curriculum.training.distributed_worker import ARGS_FILE, EVENTS_FILE, die_with_parent
 from curriculum.training.run_dir import fingerprint_hash
 from curriculum.training.trainer import resolve_stage_start, train_stage
@@ -43,11 +44,7 @@ def torchrun_command(train_cfg: TrainConfig, folder: Path, run_id: str) -> list[
     if train_cfg.nnodes == 1:
         command += ["--standalone"]
     else:
-        if not train_cfg.rdzv_endpoint:
-            raise ValueError(
-                f"train.nnodes={train_cfg.nnodes} needs train.rdzv_endpoint=host:port, where the nodes meet (the "
-                "same on every node, e.g. the first node's address and a free port)"
-            )
+        assert train_cfg.rdzv_endpoint  # TrainConfig refuses nnodes > 1 without one
         command += [
             "--nnodes", str(train_cfg.nnodes), "--node-rank", str(train_cfg.node_rank), "--rdzv-backend", "c10d",
             "--rdzv-endpoint", train_cfg.rdzv_endpoint, "--rdzv-id", run_id,
@@ -70,12 +67,10 @@ def train_stage_launched(
     """train_stage with train_cfg.nproc processes here (and nnodes machines): same arguments, same result."""
     run_dir = Path(run_dir).resolve()
     world_size = train_cfg.resolved_nproc() * train_cfg.nnodes
-    if train_cfg.batch_size % world_size:
-        raise ValueError(
-            f"train.batch_size={train_cfg.batch_size} does not divide by {world_size} training processes "
-            f"(nproc {train_cfg.resolved_nproc()} x nnodes {train_cfg.nnodes}): batch_size is the global batch, "
-            "split evenly over processes; pick a multiple of the process count"
-        )
+    try:
+        check_batch_split(train_cfg.batch_size, train_cfg.resolved_nproc(), train_cfg.nnodes)
+    except ValueError as error:  # nproc=auto, resolved here: the config's own check could not know the count
+        raise ConfigError(str(error)) from None
     kwargs: dict[str, Any] = {"train_tokens": train_tokens, "expect_tokenizer": expect_tokenizer}
     start = resolve_stage_start(curriculum, stage_index, data, model_cfg, train_cfg, run_dir, **kwargs)
     if start.finished is not None:  # nothing to train: no processes to start
