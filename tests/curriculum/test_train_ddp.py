@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from curriculum.training.batches import TrainWindows
 from curriculum.training.run_dir import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -49,18 +48,6 @@ def train_launched(curriculum, data_dir, model_cfg, train_cfg, run_dir, listener
 
 def _weights(run_dir):
     return load_file(str(run_dir / "final" / "model.safetensors"))
-
-
-def test_ranks_take_equal_slices_of_the_same_global_batch():
-    tokens = np.arange(16 * 40 + 1, dtype=np.uint16)
-    one = TrainWindows(tokens, 16, 4, 2, seed=7, stage_index=0)
-    parts = [TrainWindows(tokens, 16, 4, 2, seed=7, stage_index=0, rank=r, world_size=2) for r in range(2)]
-    for it in (0, 9, 10, 23):  # 10 iterations per epoch: 10 and 23 are in later epochs
-        for micro in range(2):
-            joined = np.concatenate([p.window_ids(it, micro) for p in parts])
-            assert joined.tolist() == one.window_ids(it, micro).tolist()
-    with pytest.raises(ValueError, match="batch_size=4 does not divide by the 3 training processes"):
-        TrainWindows(tokens, 16, 4, 1, seed=7, stage_index=0, rank=0, world_size=3)
 
 
 def test_two_processes_train_like_one(kit, shard_dir, curriculum, tmp_path):
