@@ -1,6 +1,6 @@
 """Training throughput: the project's loop next to a plain fp32 PyTorch loop of the same model, in one run.
 
-    python bench/bench_train.py [--iters 16] [--skip 2] [--checkpoint-interval 8] [--shard PATH]
+    python bench/bench_train.py [--iters 16] [--skip 2] [--checkpoint-interval 8] [--shard PATH] [--nproc 2]
 
 Model 6 layers, 8 heads, 256 wide (the `small` preset), block 256, batch 8. The project's loop is
 `train_stage` on a real TinyStories shard (GPT-2 BPE), with its data loading, logging, evaluation at the stage
@@ -11,7 +11,8 @@ a neighbour's load on a shared machine weighs on both alike. The first `--skip` 
 kernel set-up) are not timed. Prints tokens/s of both, where the project's time goes, the first losses side by
 side, and last `ratio_vs_fp32_loop=X`: project / plain fp32 tokens/s, each from its median step time (steadier
 than wall-clock means on a shared machine; the wall-clock ratio is printed too), the project's with its
-evaluation and checkpoint time added in full.
+evaluation and checkpoint time added in full. With `--nproc N` the project's loop also runs with N processes
+(torchrun, the same global batch; after the others, untimed by them) and its median-step tokens/s is printed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.batches import TrainWindows
 from curriculum.training.config import TrainConfig
+from curriculum.training.launch import train_stage_launched
 from curriculum.training.schedule import plan_stage, stage_schedule
 from curriculum.training.trainer import (
     CheckpointInfo,
@@ -118,6 +120,7 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=2, help="first iterations left out of the timing")
     parser.add_argument("--checkpoint-interval", type=int, default=None, help="default: iters // 2")
     parser.add_argument("--shard", type=Path, help="a prepared train shard (default: built from TinyStories)")
+    parser.add_argument("--nproc", type=int, default=1, help="also train with this many processes (torchrun)")
     parser.add_argument("--show-losses", type=int, default=8, help="first losses printed side by side")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -189,6 +192,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
         ours, theirs = timer.steps[i].loss, plain.losses[i]
         print(f"  {i + 1:3d}: {ours:.4f} | {theirs:.4f}  (diff {ours - theirs:+.4f})")
     print(f"final project train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f}")
+    if args.nproc > 1:
+        many = StepTimer(args.skip)
+        train_stage_launched(curriculum, 0, StageData(train=shard, val=val), model_cfg,
+                             cfg.model_copy(update={"nproc": args.nproc}), work / f"run-{args.nproc}",
+                             train_tokens={"bench": int(tokens.size)}, expect_tokenizer=EXPECT, listener=many)
+        steps = many.steps[args.skip :]
+        many_tps = plan.tokens_per_iter / statistics.median(s.step_seconds for s in steps)
+        print(f"project loop, {args.nproc} processes (torchrun, {max((os.cpu_count() or 1) // args.nproc, 1)} "
+              f"threads each): {many_tps:,.0f} tokens/s from the median step, "
+              f"{many_tps / (plan.tokens_per_iter / statistics.median(s.step_seconds for s in timed)):.2f}x "
+              "the one-process loop's")
     print(f"ratio_vs_fp32_loop={project_median_tps / plain_median_tps:.2f}")
 
 

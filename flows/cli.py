@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from curriculum.config import ConfigError, load_run_config, parse_override
+from curriculum.config import ConfigError, load_run_config, parse_override, parse_value
 from curriculum.presets import PRESETS
 from curriculum.training.checkpoints import CheckpointError
 from curriculum.training.run_dir import RunMismatchError
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one setting, repeatable: --set model.n_layer=2 --set stages.warmup.n_items=1000",
     )
+    parser.add_argument(
+        "--nproc", metavar="N", help="training processes on this machine (train.nproc): a number, or auto = one per GPU"
+    )
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints (default)")
     resume.add_argument("--restart", action="store_true", help="start over; the old run folder is moved aside")
@@ -64,6 +67,8 @@ def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
         overrides["data.data_dir"] = args.data_dir
     if args.out_dir:
         overrides["train.out_dir"] = args.out_dir
+    if args.nproc:
+        overrides["train.nproc"] = parse_value(args.nproc)
     # Validate here too, so a mistake is reported before Prefect starts anything.
     load_run_config(type=args.type, config_path=args.config, overrides=overrides)
     return {

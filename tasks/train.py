@@ -10,6 +10,7 @@ from prefect import task
 from curriculum.prepare import ShardsRecord
 from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig
+from curriculum.training.launch import train_stage_launched
 from curriculum.training.progress import TerminalProgress
 from curriculum.training.run_dir import read_metrics, run_fingerprint
 from curriculum.training.trainer import StageData, StageResult, TrainListeners, train_stage
@@ -58,8 +59,10 @@ def train(
     ui = TrainMonitor(run, [s.name for s in curriculum.stages], read_metrics(run_dir))
     mine = shards[stage_index]
     data = stage_data(shards, stage_index)
+    # Several processes (train.nproc, train.nnodes): torchrun runs the stage, its rank 0 events reach these listeners.
+    run_it = train_stage_launched if train.distributed() else train_stage
     try:
-        return train_stage(
+        return run_it(
             curriculum, stage_index, data, model, train, run_dir,
             train_tokens={s.stage: s.train_tokens for s in shards},
             expect_tokenizer={"tokenizer": mine.tokenizer, "vocab_size": mine.vocab_size},

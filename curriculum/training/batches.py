@@ -15,6 +15,8 @@ class TrainWindows:
 
     Windows are read as one stream, epoch after epoch. Iteration `it` takes the stream's sequences
     [it * S, (it + 1) * S), S = batch_size * grad_accum; micro-step m takes the m-th batch_size of them.
+    With several processes, batch_size is still the global batch: rank r of W takes the r-th of W equal
+    slices of it, so W processes train on exactly the sequences one process does.
     """
 
     def __init__(
@@ -25,13 +27,22 @@ class TrainWindows:
         grad_accum: int,
         seed: int,
         stage_index: int,
+        rank: int = 0,
+        world_size: int = 1,
     ):
+        if batch_size % world_size:
+            raise ValueError(
+                f"train.batch_size={batch_size} does not divide by the {world_size} training processes: batch_size "
+                "is the global batch, split evenly over processes; pick a multiple of nproc * nnodes"
+            )
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
         self.grad_accum = grad_accum
         self.seed = seed
         self.stage_index = stage_index
+        self.rank, self.world_size = rank, world_size
+        self.rank_batch = batch_size // world_size
         self.windows = max(tokens.size - 1, 0) // block_size
         self.seqs_per_iter = batch_size * grad_accum
         self._epoch = -1
@@ -50,9 +61,10 @@ class TrainWindows:
         return self._order
 
     def window_ids(self, stage_iter: int, micro_step: int) -> np.ndarray:
-        first = stage_iter * self.seqs_per_iter + micro_step * self.batch_size
-        ids = np.empty(self.batch_size, dtype=np.int64)
-        for i, sample in enumerate(range(first, first + self.batch_size)):
+        """This rank's windows of the micro-batch (all of them with one process)."""
+        first = stage_iter * self.seqs_per_iter + micro_step * self.batch_size + self.rank * self.rank_batch
+        ids = np.empty(self.rank_batch, dtype=np.int64)
+        for i, sample in enumerate(range(first, first + self.rank_batch)):
             ids[i] = self._order_of(sample // self.windows)[sample % self.windows]
         return ids
 

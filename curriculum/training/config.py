@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 # Fields that change where and how often things are written or measured, never the trained weights:
 # a run may be resumed with other values of these. Every other field is part of the run's fingerprint.
 BOOKKEEPING_FIELDS = frozenset(
-    {"out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device"}
+    {
+        "out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device",
+        # How many processes train, and where: the data order is global, so any world size continues a run.
+        "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads",
+    }
 )
 
 
@@ -18,7 +22,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     out_dir: Path | None = Field(None, description="Run folder; default: out/runs/<curriculum name>.")
-    batch_size: PositiveInt = Field(8, description="Sequences per micro-batch.")
+    batch_size: PositiveInt = Field(
+        8, description="Sequences per micro-batch, over all training processes together (each takes its share)."
+    )
     grad_accum: PositiveInt = Field(1, description="Micro-batches per optimizer step.")
     learning_rate: PositiveFloat = Field(6e-4, description="Peak learning rate.")
     min_lr: float = Field(6e-5, ge=0, description="Learning rate at the end of the cosine decay.")
@@ -47,3 +53,51 @@ class TrainConfig(BaseModel):
         "native bf16 instructions (AVX512-BF16, AMX, Arm BF16), else float32.",
     )
     compile: bool = Field(False, description="torch.compile the model.")
+    nproc: PositiveInt | Literal["auto"] = Field(
+        1,
+        description="Training processes on this machine (DDP; one per GPU on CUDA, gloo on CPU); "
+        "auto: the number of GPUs, else 1. batch_size stays the global batch: it must divide by nproc * nnodes.",
+    )
+    nnodes: PositiveInt = Field(1, description="Machines training together (torchrun's --nnodes).")
+    node_rank: NonNegativeInt = Field(0, description="This machine's rank among nnodes (torchrun's --node-rank).")
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port where the nodes meet (c10d rendezvous); needed when nnodes > 1."
+    )
+    threads: PositiveInt | None = Field(
+        None, description="CPU threads per training process; default: torch's own with one process, "
+        "cores / nproc with several."
+    )
+
+    @model_validator(mode="after")
+    def _processes_fit(self) -> TrainConfig:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(
+                f"train.nnodes={self.nnodes} needs train.rdzv_endpoint=host:port, where the nodes meet: the same on "
+                "every node, e.g. the first node's address and a free port (--set train.rdzv_endpoint=node1:29400)"
+            )
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"train.node_rank={self.node_rank} must be below train.nnodes={self.nnodes}")
+        if self.nproc != "auto":  # auto is checked where it is resolved, when training starts
+            check_batch_split(self.batch_size, self.nproc, self.nnodes)
+        return self
+
+    def resolved_nproc(self) -> int:
+        """nproc with auto resolved on this machine."""
+        if self.nproc != "auto":
+            return self.nproc
+        import torch  # only here: the rest of the config stays importable without torch
+
+        return max(torch.cuda.device_count(), 1)
+
+    def distributed(self) -> bool:
+        return self.resolved_nproc() > 1 or self.nnodes > 1
+
+
+def check_batch_split(batch_size: int, nproc: int, nnodes: int) -> None:
+    """ValueError unless the global batch splits evenly over nproc * nnodes processes."""
+    if batch_size % (nproc * nnodes):
+        raise ValueError(
+            f"train.batch_size={batch_size} does not divide by {nproc * nnodes} training processes (nproc {nproc} x "
+            f"nnodes {nnodes}): batch_size is the global batch, split evenly over the processes; set it to a "
+            f"multiple of {nproc * nnodes} (--set train.batch_size=...) or use fewer processes"
+        )

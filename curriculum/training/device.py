@@ -26,6 +26,7 @@ class Runtime:
     threads: int
     cpu_bf16: bool
     machine: str
+    world_size: int = 1  # training processes (DDP); another number trains to slightly different weights
 
     @property
     def torch_device(self) -> torch.device:
@@ -82,6 +83,11 @@ def resolve_dtype(requested: str, device: torch.device) -> str:
 
 def resolve_runtime(device: str, dtype: str, compile: bool) -> Runtime:
     torch_device = resolve_device(device)
+    world_size = 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        world_size = torch.distributed.get_world_size()
+        if torch_device.type == "cuda":  # the GPU the worker was given (torch.cuda.set_device(local rank))
+            torch_device = torch.device("cuda", torch.cuda.current_device())
     return Runtime(
         device=str(torch_device),
         dtype=resolve_dtype(dtype, torch_device),
@@ -91,4 +97,5 @@ def resolve_runtime(device: str, dtype: str, compile: bool) -> Runtime:
         threads=torch.get_num_threads(),
         cpu_bf16=cpu_has_native_bf16(),
         machine=platform.machine(),
+        world_size=world_size,
     )

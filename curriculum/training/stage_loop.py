@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import math
 import threading
@@ -12,15 +14,17 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from curriculum.stages import Curriculum
-from curriculum.training import resume
+from curriculum.training import distributed, resume
 from curriculum.training.batches import TrainWindows, eval_window_ids, windows_to_batch
 from curriculum.training.checkpoints import (
     END,
     Checkpoint,
     load_checkpoint,
     prune_in_stage,
+    read_checkpoint,
     restore_rng,
     save_checkpoint,
     stage_dir,
@@ -117,19 +121,34 @@ class StageRun:
     def train(self, start_iter: int, schedule: StageSchedule) -> Checkpoint:
         """Iterations start_iter+1 .. total_iters, evaluations, checkpoints; returns the stage-end checkpoint."""
         plan, cfg = self.plan, self.cfg
+        rank, world_size = distributed.world()
         windows = TrainWindows(
-            self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index
+            self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index,
+            rank=rank, world_size=world_size,
         )
         # torch.compile wraps the module; checkpoints read and write the plain one (self.model).
         net = cast(torch.nn.Module, torch.compile(self.model)) if self.runtime.compile else self.model
         net.train()
+        # Training steps go through DDP (gradients averaged over ranks); evaluation uses `net` itself, each rank
+        # its own share of the batches, so it needs no DDP collectives in the forward pass.
+        trained = net
+        if world_size > 1:
+            device = self.runtime.torch_device
+            # The buffers (RoPE tables) are the same on every rank: no need to broadcast them at every forward.
+            newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            no_buffer_sync: dict[str, Any] = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
+            trained = DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync
+            )
         window_tokens, window_seconds, lr = 0, 0.0, schedule.lr(start_iter)
         for it in range(start_iter, plan.total_iters):
             t0 = time.perf_counter()
             lr = schedule.lr(it)
             try:
+                if world_size > 1:  # each rank's dropout stream, a function of where it is (see step_seed)
+                    torch.manual_seed(distributed.step_seed(cfg.seed, plan.stage_index, it, rank))
                 loss, data_seconds = train_step(
-                    net, self.optimizer, self.scaler, windows, it, lr, cfg, self.runtime,
+                    trained, self.optimizer, self.scaler, windows, it, lr, cfg, self.runtime,
                     poison=nan_loss_at(plan.stage_index, it + 1),
                 )
             except FloatingPointError as error:
@@ -162,7 +181,8 @@ class StageRun:
                 window_tokens, window_seconds = 0, 0.0
             if done % cfg.checkpoint_interval == 0:
                 self.checkpoint(self.folder / f"iter-{done:07d}", "in-stage", done, windows)
-                prune_in_stage(self.folder, cfg.keep_checkpoints)
+                if distributed.is_writer():
+                    prune_in_stage(self.folder, cfg.keep_checkpoints)
             pause_point("step", plan.stage_index, done)
 
         done = plan.total_iters
@@ -177,7 +197,8 @@ class StageRun:
             "seconds": self.progress["seconds"],
         }
         # The stage's evaluations travel with its end checkpoint, so metrics.jsonl can be repaired from it.
-        rows = [row for row in read_metrics(self.run_dir) if row["stage_index"] == plan.stage_index]
+        rows = ([row for row in read_metrics(self.run_dir) if row["stage_index"] == plan.stage_index]
+                if distributed.is_writer() else [])
         return self.checkpoint(self.folder / END, "stage-end", done, windows, result=result, metrics=rows)
 
     def evaluate(
@@ -214,6 +235,8 @@ class StageRun:
                                self.runtime)
                 for name, block in self.eval_blocks.items()
             }
+        if not distributed.is_writer():
+            return row
         append_jsonl(self.run_dir / METRICS_FILE, row)
         log.info(
             "stage %s iter %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s%s",
@@ -232,6 +255,9 @@ class StageRun:
         bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
             raise NonFiniteLossError(self.non_finite_message(done, f"weights {', '.join(bad[:3])} are not finite"))
+        if not distributed.is_writer():  # rank 0 writes; the others go on once it is in place
+            distributed.barrier()
+            return read_checkpoint(path)
         position = windows.position(done)
         state = {
             "kind": kind,
@@ -255,7 +281,12 @@ class StageRun:
             "metrics": metrics,
             "written_at": now(),
         }
-        checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
+        try:
+            checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
+        finally:
+            # Released even when the write fails: the other ranks then fail at their next collective (torchrun
+            # stops them all) instead of waiting here for a checkpoint that will not come.
+            distributed.barrier()
         self.last_good = path
         log.info("checkpoint %s (stage %s, iteration %d)", path, plan.stage, done)
         self.listener.on_checkpoint(
@@ -300,14 +331,19 @@ def train_step(
         t0 = time.perf_counter()
         x, y = windows.batch(it, micro_step, runtime.torch_device)  # (B, T), (B, T)
         data_seconds += time.perf_counter() - t0
-        with runtime.autocast():
-            _, loss = net(x, y)
-        if poison:
-            loss = loss * math.nan
-        loss_sum += loss.detach()
-        # Scaled so the accumulated gradient is the mean over micro-batches, as one large batch would give.
-        scaler.scale(loss / cfg.grad_accum).backward()
-    mean_loss = loss_sum.item() / cfg.grad_accum
+        # DDP averages gradients over ranks once per optimizer step: on the last micro-batch only.
+        last = micro_step == cfg.grad_accum - 1
+        sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
+        with sync:
+            with runtime.autocast():
+                _, loss = net(x, y)
+            if poison:
+                loss = loss * math.nan
+            loss_sum += loss.detach()
+            # Scaled so the accumulated gradient is the mean over micro-batches, as one large batch would give.
+            scaler.scale(loss / cfg.grad_accum).backward()
+    # Every rank sees the same mean loss, so all of them stop together on a non-finite one.
+    mean_loss = distributed.mean_over_ranks(loss_sum).item() / cfg.grad_accum
     if not math.isfinite(mean_loss):
         optimizer.zero_grad(set_to_none=True)
         raise FloatingPointError(f"the training loss is {mean_loss}")
@@ -324,19 +360,24 @@ def train_step(
 def evaluate(
     net: torch.nn.Module, tokens: np.ndarray, block_size: int, batch_size: int, n_batches: int, runtime: Runtime
 ) -> float:
-    """Mean loss over fixed, evenly spread windows: the same windows every time, no random numbers drawn."""
+    """Mean loss over fixed, evenly spread windows: the same windows every time, no random numbers drawn.
+
+    With several processes, rank r evaluates batches r, r + W, ... and the totals are summed over ranks: the
+    same batches as one process, so the same loss up to the order of one float64 sum."""
     ids = eval_window_ids(tokens.size, block_size, batch_size * n_batches)
+    rank, world_size = distributed.world()
     was_training = net.training
     net.eval()
     total, count = 0.0, 0
-    for start in range(0, ids.size, batch_size):
+    for start in range(rank * batch_size, ids.size, world_size * batch_size):
         x, y = windows_to_batch(tokens, ids[start : start + batch_size], block_size, runtime.torch_device)
         with runtime.autocast():
             _, loss = net(x, y)
         total += loss.item() * y.numel()
         count += y.numel()
     net.train(was_training)
-    return total / count
+    summed_total, summed_count = distributed.sum_over_ranks([total, float(count)], runtime.torch_device)
+    return summed_total / summed_count
 
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from curriculum.config import ConfigError
 from curriculum.stages import Curriculum, CurriculumStage
-from curriculum.training import resume
+from curriculum.training import distributed, resume
 from curriculum.training.checkpoints import Checkpoint, copy_pretrained
 from curriculum.training.config import TrainConfig
 from curriculum.training.device import Runtime, resolve_runtime
@@ -93,11 +93,15 @@ def train_stage(
         curriculum, stage_index, data, model_cfg, train_cfg, run_dir,
         train_tokens=train_tokens, expect_tokenizer=expect_tokenizer,
     )
+    # Every rank has looked before any writes: what it found is what rank 0 found.
+    distributed.barrier()
     if start.finished is not None:
         log.info("stage %r is finished already (%s): nothing to train", start.stage.name, start.finished.path)
-        restore_stage_metrics(run_dir, stage_index, start.finished.state["metrics"])
-        if start.is_last:
-            copy_pretrained(start.finished, run_dir / FINAL_DIR)
+        if distributed.is_writer():
+            restore_stage_metrics(run_dir, stage_index, start.finished.state["metrics"])
+            if start.is_last:
+                copy_pretrained(start.finished, run_dir / FINAL_DIR)
+        distributed.barrier()
         return StageResult.from_checkpoint(start.finished)
     return run_stage(start, train_cfg, run_dir, expect_tokenizer, listener or TrainListener())
 
@@ -177,11 +181,14 @@ def run_stage(
 ) -> StageResult:
     """Train a stage from where resolve_stage_start found it starts, to its end checkpoint: this writes."""
     curriculum, stage_index, plan, shards = start.curriculum, start.stage_index, start.plan, start.shards
-    prepare_run_dir(run_dir, start.fingerprint)
+    writer = distributed.is_writer()
     runtime = resolve_runtime(train_cfg.device, train_cfg.dtype, train_cfg.compile)
-    append_jsonl(run_dir / RUNTIME_FILE, {"stage": start.stage.name, "started": now(), **runtime.to_json()})
     start_iter = start.resume_from.state["stage_iter"] if start.resume_from else 0
-    rewind_metrics(run_dir, stage_index, start_iter)
+    if writer:
+        prepare_run_dir(run_dir, start.fingerprint)
+        append_jsonl(run_dir / RUNTIME_FILE, {"stage": start.stage.name, "started": now(), **runtime.to_json()})
+        rewind_metrics(run_dir, stage_index, start_iter)
+    distributed.barrier()
     vocab_size = int(shards["train"].meta["vocab_size"])
     run = StageRun(
         curriculum=curriculum,
@@ -213,12 +220,14 @@ def run_stage(
         starting_from=starting_from,
         train_path=shards["train"].path,
     )
-    print(transition_message(announce, runtime), flush=True)
+    if writer:
+        print(transition_message(announce, runtime), flush=True)
     listener.on_stage_start(announce)
 
     end = run.train(start_iter, schedule)
-    if start.is_last:
+    if start.is_last and writer:
         copy_pretrained(end, run_dir / FINAL_DIR)
+    distributed.barrier()
     result = StageResult.from_checkpoint(end)
     listener.on_stage_end(result)
     return result

@@ -259,5 +259,5 @@ def kit():
         EXPECT=EXPECT, TOKENS=TOKENS, TINY_MODEL=TINY_MODEL, TINY_TRAIN=TINY_TRAIN,
         make_curriculum=make_curriculum, write_shard=write_shard, tree_hashes=tree_hashes,
         train_in_process=train_in_process, spawn_training=spawn_training, run_training=run_training,
-        kill_when_paused=kill_when_paused,
+        kill_when_paused=kill_when_paused, train_all_stages=train_all_stages, Recorder=Recorder,
     )

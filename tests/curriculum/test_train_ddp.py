@@ -1,0 +1,227 @@
+"""Several training processes (torchrun, gloo on CPU): the same data and losses as one process, rank 0's events
+in the launcher's listener, a killed rank failing the stage quickly with nothing left running, and a run
+resumed with another process count."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from curriculum.training.run_dir import read_metrics
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def _cfgs(kit, nproc):
+    model = kit.TINY_MODEL.model_copy(update={"dropout": 0.0})  # dropout streams differ per rank: see README
+    train = kit.TINY_TRAIN.model_copy(update={"nproc": nproc, "threads": 1})
+    return model, train
+
+
+def train_launched(curriculum, data_dir, model_cfg, train_cfg, run_dir, listener=None):
+    """Every stage in order through the launcher (torchrun when train_cfg.nproc > 1)."""
+    from curriculum.training.launch import train_stage_launched
+    from curriculum.training.trainer import StageData
+    from data.shards import read_header
+
+    tokens = {s.name: int(read_header(s.shard_path(data_dir, "train"))["n_tokens"]) for s in curriculum.stages}
+    return [
+        train_stage_launched(
+            curriculum, i, StageData.for_stage(data_dir, curriculum, i), model_cfg, train_cfg, run_dir,
+            train_tokens=tokens, expect_tokenizer={"tokenizer": "r50k_base", "vocab_size": 50257}, listener=listener,
+        )
+        for i in range(len(curriculum.stages))
+    ]
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+def test_two_processes_train_like_one(kit, shard_dir, curriculum, tmp_path):
+    model, one_cfg = _cfgs(kit, 1)
+    _, two_cfg = _cfgs(kit, 2)
+    kit.train_all_stages(curriculum, shard_dir, model, one_cfg, tmp_path / "one", expect_tokenizer=kit.EXPECT)
+    recorder = kit.Recorder()
+    results = train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "two", listener=recorder)
+
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [(r["stage"], r["stage_iter"]) for r in two] == [(r["stage"], r["stage_iter"]) for r in one]
+    for a, b in zip(one, two, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (key, a, b)
+        for name, value in a.get("forgetting", {}).items():
+            assert b["forgetting"][name] == pytest.approx(value, rel=1e-4)
+    w1, w2 = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert w1.keys() == w2.keys()
+    for name in w1:
+        np.testing.assert_allclose(w2[name], w1[name], rtol=1e-3, atol=1e-5, err_msg=name)
+    # rank 0's events reached this process's listener, as from a one-process run
+    assert len(recorder.steps) == 10 + 12 and len(recorder.evals) == len(two)
+    assert [e.stage for e in recorder.ends] == ["warmup", "books"]
+    assert [r.stage for r in results] == ["warmup", "books"]
+    assert results[-1].checkpoint == (tmp_path / "two" / "checkpoints" / "01-books" / "end").resolve()
+    runtime = [json.loads(line) for line in (tmp_path / "two" / "runtime.jsonl").read_text().splitlines()]
+    assert [r["world_size"] for r in runtime] == [2, 2] and [r["threads"] for r in runtime] == [1, 1]
+
+
+RUNNER = """
+import sys
+sys.path[:0] = [{root!r}, {here!r}]
+import conftest, test_train_ddp
+from curriculum.stages import Curriculum
+from curriculum.training.config import TrainConfig
+from model.config import ModelConfig
+spec = {spec!r}
+test_train_ddp.train_launched(Curriculum.model_validate(spec["curriculum"]), spec["data_dir"],
+    ModelConfig.model_validate(spec["model"]), TrainConfig.model_validate(spec["train"]), spec["run_dir"])
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too: /proc says so
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
+
+
+def test_a_killed_rank_fails_the_stage_and_a_single_process_resumes_it(kit, shard_dir, curriculum, tmp_path):
+    model, two_cfg = _cfgs(kit, 2)
+    run_dir, paused, scratch = tmp_path / "run", tmp_path / "paused", tmp_path / "scratch"
+    scratch.mkdir()
+    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
+    # every rank pauses after iteration 4 of stage 2 (its checkpoint at 3 is written); rank 1 is then killed
+    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:4", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
+    code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not paused.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "training did not reach its pause point"
+            time.sleep(0.1)
+        pids = {p.name: int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")}
+        assert set(pids) == {"pid-rank0", "pid-rank1"}
+        killed_at = time.monotonic()
+        os.kill(pids["pid-rank1"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - killed_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "DistributedTrainingError: training with 2 processes failed" in out, out
+    assert "SIGKILL" in out or "-9" in out, out
+    assert took < 30, f"the failure took {took:.1f}s to surface"
+    time.sleep(1)
+    assert not [pid for pid in pids.values() if _alive(pid)], "a training process outlived the failed stage"
+    assert not list(scratch.glob("curriculum-ddp-*")), "the launcher's folder was left behind"
+    assert not (run_dir / "final").exists()
+
+    # The same run goes on with one process: world size is bookkeeping, the resume guard lets it through.
+    paused.unlink(missing_ok=True)
+    _, one_cfg = _cfgs(kit, 1)
+    recorder = kit.Recorder()
+    kit.train_all_stages(curriculum, shard_dir, model, one_cfg, run_dir, expect_tokenizer=kit.EXPECT,
+                         listener=recorder)
+    assert recorder.starts[0].start_iter == 3  # the newest in-stage checkpoint of the two-process run
+    assert (run_dir / "final" / "model.safetensors").is_file()
+    books = [r["stage_iter"] for r in read_metrics(run_dir) if r["stage"] == "books"]
+    assert books == [4, 8, 12]  # metrics continue without a gap (nor a repeat)
+
+
+def test_a_killed_two_process_run_resumes_bit_identical(kit, shard_dir, curriculum, tmp_path):
+    """With dropout on: each rank's dropout stream is a function of (seed, stage, iteration, rank)."""
+    _, two_cfg = _cfgs(kit, 2)
+    model = kit.TINY_MODEL
+    train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "unbroken")
+    run_dir, paused = tmp_path / "run", tmp_path / "paused"
+    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:5", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
+    code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not paused.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "training did not reach its pause point"
+            time.sleep(0.1)
+        time.sleep(0.5)  # both ranks at the pause
+        pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
+        os.kill(proc.pid, signal.SIGKILL)  # the task's process only: torchrun and the ranks must follow it
+        proc.communicate(timeout=60)  # returns once nothing holds its output open: every rank is gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(pids) == 2
+    time.sleep(1)
+    assert not [pid for pid in pids if _alive(pid)], "a training process outlived the killed task"
+    assert not (run_dir / "final").exists()
+    paused.unlink(missing_ok=True)
+    recorder = kit.Recorder()
+    train_launched(curriculum, shard_dir, model, two_cfg, run_dir, listener=recorder)
+    assert recorder.starts[0].start_iter == 3
+    final = "final/model.safetensors"
+    assert (run_dir / final).read_bytes() == (tmp_path / "unbroken" / final).read_bytes()
+    end = "checkpoints/01-books/end/optimizer.safetensors"
+    assert (run_dir / end).read_bytes() == (tmp_path / "unbroken" / end).read_bytes()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_meeting_on_loopback_train_like_one_process(kit, shard_dir, curriculum, tmp_path):
+    """Two launchers with nnodes=2, as two machines would run them, sharing the run folder."""
+    model, one_cfg = _cfgs(kit, 1)
+    kit.train_all_stages(curriculum, shard_dir, model, one_cfg, tmp_path / "one", expect_tokenizer=kit.EXPECT)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    run_dir = tmp_path / "two-nodes"
+    procs = []
+    for node_rank in (0, 1):
+        cfg = one_cfg.model_copy(update={"nnodes": 2, "node_rank": node_rank, "rdzv_endpoint": endpoint})
+        spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+                "model": model.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
+                "run_dir": str(run_dir)}
+        code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    try:
+        outs = [proc.communicate(timeout=300)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert [proc.returncode for proc in procs] == [0, 0], "\n=====\n".join(outs)
+    one, two = read_metrics(tmp_path / "one"), read_metrics(run_dir)
+    assert [(r["stage"], r["stage_iter"]) for r in two] == [(r["stage"], r["stage_iter"]) for r in one]
+    for a, b in zip(one, two, strict=True):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4), (a, b)
+    w1, w2 = _weights(tmp_path / "one"), _weights(run_dir)
+    for name in w1:
+        np.testing.assert_allclose(w2[name], w1[name], rtol=1e-3, atol=1e-5, err_msg=name)
