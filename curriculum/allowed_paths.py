@@ -73,11 +73,22 @@ def config_paths(config: RunConfig) -> Iterator[tuple[str, str]]:
             yield f"{prefix}.urls_file", stage.urls_file
         if source_kind(stage.dataset_key) == "hugging-face" and _names_a_folder(stage.dataset_key):
             yield f"{prefix}.dataset_key", stage.dataset_key
+            if config.data.hub_mirror is not None:  # a key that is no folder here is looked up under the mirror
+                yield f"{prefix}.dataset_key", str(Path(config.data.hub_mirror).expanduser() / stage.dataset_key)
 
 
 def glob_base(pattern: str) -> str:
-    """The folder part of a glob before its first wildcard (`/data/**/*.txt` -> `/data`): what it can reach."""
+    """The folder part of a glob before its first wildcard (`/data/**/*.txt` -> `/data`): what it can reach.
+
+    A `..` after a wildcard can climb out of that folder again (`*/../../etc/*.txt`; `**` may match no folder at all,
+    so no count of levels is safe): such a pattern is refused outright."""
     parts = Path(pattern).parts
+    first_magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    if ".." in parts[first_magic:]:  # a `..` before the first wildcard is resolved by the check like any path
+        raise PathNotAllowed(
+            f"served run refused: the file pattern {pattern!r} has both a wildcard and '..', which can reach "
+            f"outside the folders a served run may use; write the folder without '..'"
+        )
     for index, part in enumerate(parts):
         if glob.has_magic(part):
             return str(Path(*parts[:index])) if index else "."

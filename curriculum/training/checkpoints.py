@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def save_checkpoint(
         fsync_file(tmp / MANIFEST_FILE)
         fsync_dir(tmp)
         if path.exists():
-            aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
             path.rename(aside)
             log.warning("moved the checkpoint that resume skipped, %s, aside to %s", path, aside)
         os.replace(tmp, path)

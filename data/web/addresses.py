@@ -51,6 +51,8 @@ def refusal(ip: IPAddress) -> str | None:
         return "reserved"
     if ip.is_private:
         return "private"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "site-local"  # fec0::/10: deprecated, yet still routed inside some networks
     if not ip.is_global:
         return "not globally routable"
     return None

@@ -136,7 +136,7 @@ def _parse(text: str) -> list[_Group]:
     groups: list[_Group] = []
     current: _Group | None = None
     in_agents = False  # the previous line that counted was a User-agent line
-    for line in text.splitlines():
+    for line in text.removeprefix("\ufeff").splitlines():  # a BOM would hide the first User-agent line
         key, sep, value = line.split("#", 1)[0].partition(":")
         if not sep:
             continue

@@ -130,3 +130,26 @@ def test_a_written_folder_may_not_be_a_root_itself_which_restart_would_move_asid
     raw[section][key] = str(layout["root"] / "books" / "..")
     with pytest.raises(PathNotAllowed, match=f"{section}.{key} .* not inside the folders"):
         confine_paths(validate_run_config(raw), [layout["root"]])
+
+
+def test_a_glob_with_dot_dot_is_refused_whatever_its_levels():
+    for pattern in ("*/../../../etc/*.txt", "books/**/../../x/*.txt"):
+        with pytest.raises(PathNotAllowed, match="wildcard and '..'"):
+            glob_base(pattern)
+    assert glob_base("../books/*.txt") == "../books"  # resolved and checked like any folder
+
+
+def test_a_dataset_key_is_checked_where_the_mirror_would_find_it_too(tmp_path, monkeypatch):
+    """`../work/x` is inside the working folder from here, but is no folder: the reader then looks it up under
+    the mirror, at `<mirror>/../work/x`, outside every root. That reading is checked too."""
+    work, mirror = tmp_path / "work", tmp_path / "mirror" / "hub"
+    work.mkdir()
+    mirror.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    config = validate_run_config({
+        "name": "t", "stages": [{"name": "a", "dataset_key": "../work/x", "block_size": 8, "n_epochs": 1}],
+        "data": {"hub_mirror": str(mirror), "data_dir": str(work / "d")},
+        "train": {"out_dir": str(work / "o")},
+    })
+    with pytest.raises(PathNotAllowed, match=r"dataset_key .*mirror/work/x"):
+        confine_paths(config, [work, mirror])

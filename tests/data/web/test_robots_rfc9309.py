@@ -183,3 +183,9 @@ def test_the_crawler_obeys_longest_match_and_wildcards(server: WebTestServer, fa
         ("ok", ""), ("skipped", "robots-disallowed"), ("skipped", "robots-disallowed")
     ]
     assert [e.path for e in server.requests("/files/")] == ["/files/html/readability/ars-1.html"]
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_group():
+    """Saved by a Windows editor, a robots.txt may start with a BOM; its first User-agent line still counts."""
+    assert not allowed("\ufeffUser-agent: *\nDisallow: /", "/x")
+    assert allowed("\ufeffUser-agent: *\nDisallow: /private", "/x")

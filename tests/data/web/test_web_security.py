@@ -190,6 +190,7 @@ def test_ipv6_server_and_a_redirect_to_it(
         ("64:ff9b::7f00:1", "loopback (as 64:ff9b::7f00:1)"),
         ("2002:a00:1::", "private (as 2002:a00:1::)"),  # 6to4 of 10.0.0.1
         ("192.0.2.1", "private"),  # documentation
+        ("fec0::1", "site-local"),  # deprecated, still routed inside some networks
     ],
 )
 def test_non_public_addresses_are_classified(address: str, kind: str):
