@@ -17,11 +17,9 @@ if __name__ == "__main__":
     _flows_dir = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _flows_dir]
     sys.path.insert(0, str(_flows_dir.parent))
-    from flows.environment import set_run_environment
+    from flows.environment import set_script_environment
 
-    set_run_environment()
-    if os.environ.get("DO_NOT_TRACK"):
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    set_script_environment()
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -6,7 +6,6 @@ deployments `curriculum/simple` and `curriculum/default` (deployments/serve.py).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,12 +18,9 @@ if __name__ == "__main__":
 
     # Only as a script, and before Prefect loads its settings: a process that imports this module (serve.py, a
     # worker, tests) sets the environment of its runs itself (flows/environment.py).
-    from flows.environment import set_run_environment
+    from flows.environment import set_script_environment
 
-    set_run_environment()
-    # Honour DO_NOT_TRACK in the temporary server a local run starts, too.
-    if os.environ.get("DO_NOT_TRACK"):
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    set_script_environment()
 
 import contextlib  # noqa: E402
 import time  # noqa: E402

@@ -31,3 +31,11 @@ def set_run_environment(environ: MutableMapping[str, str] | None = None, *, hear
     environ = os.environ if environ is None else environ
     for key, value in run_environment(heartbeat=heartbeat).items():
         environ.setdefault(key, value)
+
+
+def set_script_environment() -> None:
+    """What `python flows/<flow>.py` sets before Prefect loads its settings: the run environment, and analytics
+    off in the temporary server a local run starts when the user set DO_NOT_TRACK."""
+    set_run_environment()
+    if os.environ.get("DO_NOT_TRACK"):
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
