@@ -1,4 +1,5 @@
-"""The `curriculum` flow: prepare every stage's data, then train the stages in order.
+"""The `curriculum` flow: prepare every stage's data (stages side by side on the run's task runner) and train the
+stages in order, each as soon as its data and the stage before it are ready.
 
 Run it locally with `python flows/curriculum.py --type simple` (see --help), or serve it as the
 deployments `curriculum/simple` and `curriculum/default` (deployments/serve.py).
@@ -24,15 +25,19 @@ if __name__ == "__main__":
 
 import contextlib  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Literal  # noqa: E402
+from collections.abc import Generator, Iterable, Iterator  # noqa: E402
+from typing import Any, Literal, NamedTuple  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
+from prefect.futures import PrefectFuture  # noqa: E402
 from prefect.runtime import deployment, flow_run  # noqa: E402
+from prefect.task_runners import TaskRunner  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
-from curriculum.prepare import ShardsRecord, pin_hub_commit  # noqa: E402
+from curriculum.prepare import DocumentsRecord, ShardsRecord, TokensRecord, pin_hub_commit  # noqa: E402
+from curriculum.stages import CurriculumStage  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
@@ -44,8 +49,9 @@ from curriculum.training.run_dir import (  # noqa: E402
 )
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
-from tasks.caching import run_cached  # noqa: E402
+from tasks.caching import settle_cached, submit_cached, trusted_records  # noqa: E402
 from tasks.prepare import fetch, shard, tokenize  # noqa: E402
+from tasks.runners import prepare_task_runner  # noqa: E402
 from tasks.train import train  # noqa: E402
 from tasks.ui_publish import (  # noqa: E402
     data_summary_row,
@@ -98,21 +104,29 @@ def curriculum(
         if not prepare_only:
             locks.enter_context(hold_folder(config.out_dir, "run"))
         restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
-        with hold_folder(config.data_dir, "data"):
-            shards = prepare_stages(config)
-        summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         if prepare_only:
-            return summary
+            shards = prepare_stages(config)
+            return {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         run_dir = prepare_run_dir(
             config.out_dir.resolve(), run_fingerprint(config.curriculum, config.model, config.train), restart=restart,
             owner=flow_run.get_id(),
         )
-        results = train_stages(config, shards, run_dir)
+        # Each stage trains as soon as it and the stage before it are ready, while later stages still prepare.
+        shards = []
+        with contextlib.closing(prepared_stages(config)) as prepared:
+            results = train_stages(config, _kept(prepared, shards), run_dir)
+        summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
     summary["final"] = str(run_dir / FINAL_DIR)
     print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / FINAL_DIR / 'model.safetensors'}")
     return summary
+
+
+def _kept(records: Iterable[ShardsRecord], kept: list[ShardsRecord]) -> Iterator[ShardsRecord]:
+    for record in records:
+        kept.append(record)
+        yield record
 
 
 def served_run_roots() -> list[Path] | None:
@@ -146,41 +160,97 @@ def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
 
 def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
     """fetch -> tokenize -> shard for every stage, each step from the cache when its input is unchanged."""
-    rows, shards = [], []
-    for index, stage in enumerate(config.stages):
-        print(stage_header(index, len(config.stages), stage), flush=True)
-        data_dir = config.data_dir
-        documents, fetched = run_cached(
-            fetch, data_dir, stage=pin_hub_commit(stage, config.data, config.scrape), data=config.data,
-            scrape=config.scrape, run=config.name,
-        )
-        tokens, tokenized = run_cached(tokenize, data_dir, documents=documents, data=config.data, run=config.name)
-        record, sharded = run_cached(shard, data_dir, tokens=tokens, stage=stage, data=config.data)
-        cached = {"fetch": fetched, "tokenize": tokenized, "shard": sharded}
-        print(stage_data_summary(documents, record, cached, stage.n_items), flush=True)
+    return list(prepared_stages(config))
+
+
+class StageChain(NamedTuple):
+    """One stage's submitted steps and what each was given (settled records replace the futures on a re-run)."""
+
+    stage: CurriculumStage
+    fetch: dict[str, Any]
+    documents: PrefectFuture[DocumentsRecord]
+    tokens: PrefectFuture[TokensRecord]
+    shards: PrefectFuture[ShardsRecord]
+
+
+def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
+    """Every stage's steps submitted at once to the run's task runner (prepare.task_runner), so stages prepare
+    side by side; their records come back in stage order, each as soon as its stage is ready. The data folder
+    is locked until the last stage is prepared."""
+    rows = []
+    with hold_folder(config.data_dir, "data"), prepare_task_runner(config.prepare) as runner:
+        records = trusted_records(config.data_dir)
+        chains = [submit_stage(runner, records, stage, config) for stage in config.stages]
+        for index, chain in enumerate(chains):
+            record, row = settle_stage(records, index, chain, config)
+            rows.append(row)
+            yield record
+        publish_data_summary(config.name, rows)
+
+
+def submit_stage(runner: TaskRunner, records: Path, stage: CurriculumStage, config: RunConfig) -> StageChain:
+    """One stage's fetch -> tokenize -> shard, submitted: each step starts when the one before it is done."""
+    fetch_parameters: dict[str, Any] = {"stage": pin_hub_commit(stage, config.data, config.scrape), "data": config.data,
+                        "scrape": config.scrape, "run": config.name}
+    documents = submit_cached(fetch, records, runner, **fetch_parameters)
+    tokens = submit_cached(tokenize, records, runner, documents=documents, data=config.data, run=config.name)
+    shards = submit_cached(shard, records, runner, tokens=tokens, stage=stage, data=config.data)
+    return StageChain(stage, fetch_parameters, documents, tokens, shards)
+
+
+def settle_stage(records: Path, index: int, chain: StageChain, config: RunConfig) -> tuple[ShardsRecord, dict]:
+    """The stage's records once its steps are done (a cached step whose files are gone runs again), reported."""
+    stage = chain.stage
+    print(stage_header(index, len(config.stages), stage), flush=True)
+    fetched = settle_cached(chain.documents, fetch, records, **chain.fetch)
+    documents = fetched.record
+    tokenized = settle_cached(chain.tokens, tokenize, records, inputs_ran_again=fetched.ran_again,
+                              documents=documents, data=config.data, run=config.name)
+    sharded = settle_cached(chain.shards, shard, records, inputs_ran_again=tokenized.ran_again,
+                            tokens=tokenized.record, stage=stage, data=config.data)
+    record = sharded.record
+    cached = {"fetch": fetched.cached, "tokenize": tokenized.cached, "shard": sharded.cached}
+    print(stage_data_summary(documents, record, cached, stage.n_items), flush=True)
+    get_run_logger().info(
+        "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
+        stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
+    )
+    if documents.crawl_report:
+        publish_crawl_report(config.name, stage.name, documents.crawl_report)
+    return record, data_summary_row(documents, record, cached)
+
+
+def train_stages(config: RunConfig, shards: Iterable[ShardsRecord], run_dir: Path) -> list[StageResult]:
+    """One train task per stage, submitted as soon as its shards are ready, run after the previous stage's.
+
+    With the per-stage LR schedule a stage needs only its own and the earlier stages' shards, so it trains
+    while later stages are still being prepared; the global schedule spans every stage's token count."""
+    if config.train.lr_schedule == "global":
         get_run_logger().info(
-            "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
-            stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
+            "lr_schedule=global: training waits until every stage is prepared (the schedule spans the token "
+            "counts of all stages)"
         )
-        if documents.crawl_report:
-            publish_crawl_report(config.name, stage.name, documents.crawl_report)
-        rows.append(data_summary_row(documents, record, cached))
-        shards.append(record)
-    publish_data_summary(config.name, rows)
-    return shards
-
-
-def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> list[StageResult]:
-    """One train task per stage, each after its shards and the previous stage's result."""
+        shards = list(shards)
+    records = trusted_records(run_dir)
+    prepared: list[ShardsRecord] = []
+    submitted: list[tuple[PrefectFuture[StageResult], dict[str, Any]]] = []
+    for index, record in enumerate(shards):  # the stages' order; the next stage's shards may still be preparing
+        prepared.append(record)
+        parameters: dict[str, Any] = {
+            "stage_name": config.stages[index].name, "curriculum": config.curriculum, "stage_index": index,
+            "shards": shards if isinstance(shards, list) else list(prepared), "model": config.model,
+            "train": config.train, "run_dir": run_dir, "run": config.name,
+        }
+        previous = submitted[-1][0] if submitted else None
+        submitted.append((submit_cached(train, records, previous=previous, **parameters), parameters))
     results: list[StageResult] = []
-    for index, stage in enumerate(config.stages):
-        result, cached = run_cached(
-            train, run_dir, stage_name=stage.name, curriculum=config.curriculum, stage_index=index,
-            shards=shards, model=config.model, train=config.train, run_dir=run_dir,
-            previous=results[-1] if results else None, run=config.name,
-        )
-        if cached:
-            print(f"[Stage {index + 1}/{len(config.stages)}] {stage.name}: finished earlier (cached), "
+    ran_again = False
+    for index, (future, parameters) in enumerate(submitted):
+        trained = settle_cached(future, train, records, inputs_ran_again=ran_again,
+                                previous=results[-1] if results else None, **parameters)
+        result, ran_again = trained.record, trained.ran_again
+        if trained.cached:
+            print(f"[Stage {index + 1}/{len(config.stages)}] {config.stages[index].name}: finished earlier (cached), "
                   f"val loss {result.val_loss:.4f}")
         results.append(result)
     return results

@@ -69,18 +69,19 @@ def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg:
     )
 
 
-def plan_curriculum(curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig) -> list[StagePlan]:
-    """One plan per stage; `train_tokens` maps every stage name to its train token count."""
-    missing = [stage.name for stage in curriculum.stages if stage.name not in train_tokens]
+def plan_curriculum(
+    curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig, upto: int | None = None
+) -> list[StagePlan]:
+    """One plan per stage; `train_tokens` maps every stage name to its train token count. With `upto` and the
+    per-stage LR schedule, only stages 0..upto: a stage can then train before later stages are prepared."""
+    stages = curriculum.stages if upto is None or cfg.lr_schedule == "global" else curriculum.stages[: upto + 1]
+    missing = [stage.name for stage in stages if stage.name not in train_tokens]
     if missing:
         raise ValueError(
             f"train_tokens has no count for stage(s) {missing}; give the train token count of every stage "
-            f"(the n_tokens of each train shard header), stages: {[s.name for s in curriculum.stages]}"
+            f"(the n_tokens of each train shard header), stages: {[s.name for s in stages]}"
         )
-    return [
-        plan_stage(curriculum, i, int(train_tokens[stage.name]), cfg)
-        for i, stage in enumerate(curriculum.stages)
-    ]
+    return [plan_stage(curriculum, i, int(train_tokens[stage.name]), cfg) for i, stage in enumerate(stages)]
 
 
 def cosine_lr(it: int, total_iters: int, cfg: TrainConfig) -> float:
