@@ -8,8 +8,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from curriculum.prepare_config import PrepareConfig
 
 
-def prepare_task_runner(config: PrepareConfig) -> TaskRunner:
-    """A runner to enter as a context manager (it starts a local cluster, or connects to a scheduler, then)."""
+def prepare_task_runner(config: PrepareConfig, api_url: str | None = None) -> TaskRunner:
+    """A runner to enter as a context manager (it starts a local cluster, or connects to a scheduler, then).
+    `api_url`: the Prefect API a local cluster's workers report to; default: this process's."""
     if config.task_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=config.resolved_workers)
     from prefect_dask import DaskTaskRunner
@@ -28,6 +29,6 @@ def prepare_task_runner(config: PrepareConfig) -> TaskRunner:
             "dashboard_address": "127.0.0.1:0",
             # The workers report their task runs to this process's Prefect API, also when that is the temporary
             # server Prefect starts for a run without PREFECT_API_URL (each worker would start its own).
-            "env": {"PREFECT_API_URL": str(get_client(sync_client=True).api_url)},
+            "env": {"PREFECT_API_URL": api_url or str(get_client(sync_client=True).api_url)},
         },
     )
