@@ -94,6 +94,8 @@ class WebReader:
 
                 cache = ResponseCache(self.cache_dir)
                 for index in range(len(urls)):
+                    if not crawl.has_result(index):
+                        yield from ready(0)  # a slow fetch: what was read so far goes out before waiting on it
                     fetched = crawl.result(index)
                     row = _fetch_row(fetched)
                     rows.append(row)
