@@ -32,6 +32,9 @@ SHARED = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("CURRICULUM_HUB_MIRROR", str(SHARED / "hub"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect.client.orchestration import get_client  # noqa: E402
 
 from flows.curriculum import curriculum  # noqa: E402
 
@@ -65,6 +68,8 @@ def main() -> None:
     n_pages = sum(1 for p in (SHARED / "corpora" / "web").rglob("*") if p.is_file())
     seconds: dict[str, float] = {}
     outputs: dict[str, dict[str, str]] = {}
+    with get_client(sync_client=True) as client:
+        client.hello()  # starts Prefect's temporary server (when PREFECT_API_URL is unset) before any timing
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
         for name, (runner, workers, extract_workers) in variants.items():
             data_dir = Path(tmp) / name
