@@ -164,7 +164,7 @@ def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
 
 
 class StageChain(NamedTuple):
-    """One stage's submitted steps and what each was given (settled records replace the futures on a re-run)."""
+    """One stage's submitted steps, and the fetch step's parameters (to run it again if its cached files are gone)."""
 
     stage: CurriculumStage
     fetch: dict[str, Any]
@@ -190,8 +190,10 @@ def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
 
 def submit_stage(runner: TaskRunner, records: Path, stage: CurriculumStage, config: RunConfig) -> StageChain:
     """One stage's fetch -> tokenize -> shard, submitted: each step starts when the one before it is done."""
-    fetch_parameters: dict[str, Any] = {"stage": pin_hub_commit(stage, config.data, config.scrape), "data": config.data,
-                        "scrape": config.scrape, "run": config.name}
+    fetch_parameters: dict[str, Any] = {
+        "stage": pin_hub_commit(stage, config.data, config.scrape), "data": config.data, "scrape": config.scrape,
+        "run": config.name,
+    }
     documents = submit_cached(fetch, records, runner, **fetch_parameters)
     tokens = submit_cached(tokenize, records, runner, documents=documents, data=config.data, run=config.name)
     shards = submit_cached(shard, records, runner, tokens=tokens, stage=stage, data=config.data)
