@@ -119,8 +119,11 @@ def settle_cached(
     submitted; the step runs again on the new input (`parameters`, settled records), whatever its future gave."""
     future.wait()
     if inputs_ran_again:
-        state = task.with_options(result_storage=records)(**parameters, return_state=True)
-        record, cached = _checked(task, records, state, parameters)
+        # A step that ran on the stale input may have stored a wrong record under the right key: replace it. One
+        # that came from the cache never saw that input, and its record is as trustworthy as any.
+        ran_on_stale_input = future.state.name != "Cached"
+        bound = task.with_options(result_storage=records, refresh_cache=ran_on_stale_input)
+        record, cached = _checked(task, records, bound(**parameters, return_state=True), parameters)
         return Settled(record, cached, True)
     record, cached = _checked(task, records, future.state, parameters)
     return Settled(record, cached, not cached and future.state.name == "Cached")
