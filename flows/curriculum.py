@@ -35,12 +35,14 @@ from prefect.task_runners import TaskRunner  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
+from curriculum.node_handoff import clear_handoff, wait_for_handoff, write_handoff  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import DocumentsRecord, ShardsRecord, TokensRecord, pin_hub_commit  # noqa: E402
 from curriculum.stages import CurriculumStage  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
+    fingerprint_hash,
     git_commit,
     prepare_run_dir,
     read_metrics,
@@ -99,22 +101,31 @@ def curriculum(
     if roots is not None:
         confine_paths(config, roots)
     resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
+    if config.train.node_rank > 0 and not prepare_only:
+        return follow_node_zero(config)
+    several_nodes = config.train.nnodes > 1 and not prepare_only
     with contextlib.ExitStack() as locks:
         # One writer per folder: a second run of the same run folder stops here, before preparing anything.
         if not prepare_only:
             locks.enter_context(hold_folder(config.out_dir, "run"))
         restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
+        if several_nodes:
+            clear_handoff(config.out_dir.resolve())
         if prepare_only:
             shards = prepare_stages(config)
             return {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
-        run_dir = prepare_run_dir(
-            config.out_dir.resolve(), run_fingerprint(config.curriculum, config.model, config.train), restart=restart,
-            owner=flow_run.get_id(),
-        )
+        fingerprint = run_fingerprint(config.curriculum, config.model, config.train)
+        run_dir = prepare_run_dir(config.out_dir.resolve(), fingerprint, restart=restart, owner=flow_run.get_id())
         # Each stage trains as soon as it and the stage before it are ready, while later stages still prepare.
         shards = []
         with contextlib.closing(prepared_stages(config)) as prepared:
-            results = train_stages(config, _kept(prepared, shards), run_dir)
+            ready: Iterable[ShardsRecord] = _kept(prepared, shards)
+            if several_nodes:  # the other machines' flows wait for every stage (curriculum/node_handoff.py)
+                get_run_logger().info("train.nnodes>1: training waits until every stage is prepared, then hands "
+                                      "the shard records to the other machines")
+                ready = list(ready)
+                write_handoff(run_dir, fingerprint_hash(fingerprint), shards)
+            results = train_stages(config, ready, run_dir)
         summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
@@ -127,6 +138,21 @@ def _kept(records: Iterable[ShardsRecord], kept: list[ShardsRecord]) -> Iterator
     for record in records:
         kept.append(record)
         yield record
+
+
+def follow_node_zero(config: RunConfig) -> dict[str, Any]:
+    """train.node_rank > 0: train only. Node 0's flow prepares the data and owns the run folder (its locks,
+    run.json, summaries); this one waits for node 0's shard records and joins each stage's processes. Its own
+    task results stay in a folder of its own, so the nodes never write the same file."""
+    run_dir = config.out_dir.resolve()
+    fingerprint = fingerprint_hash(run_fingerprint(config.curriculum, config.model, config.train))
+    shards = wait_for_handoff(run_dir, fingerprint, node_rank=config.train.node_rank)
+    results = train_stages(config, shards, run_dir, results_in=run_dir / "nodes" / f"node-{config.train.node_rank}")
+    print(f"✓ node {config.train.node_rank} of {config.train.nnodes}: every stage trained; node 0's flow run "
+          "publishes the results")
+    return {"name": config.name, "node_rank": config.train.node_rank,
+            "shards": [s.model_dump(mode="json") for s in shards],
+            "stages": [r.model_dump(mode="json") for r in results], "final": str(run_dir / FINAL_DIR)}
 
 
 def served_run_roots() -> list[Path] | None:
@@ -222,25 +248,29 @@ def settle_stage(records: Path, index: int, chain: StageChain, config: RunConfig
     return record, data_summary_row(documents, record, cached)
 
 
-def train_stages(config: RunConfig, shards: Iterable[ShardsRecord], run_dir: Path) -> list[StageResult]:
-    """One train task per stage, submitted as soon as its shards are ready, run after the previous stage's.
+def train_stages(
+    config: RunConfig, shards: Iterable[ShardsRecord], run_dir: Path, results_in: Path | None = None
+) -> list[StageResult]:
+    """One train task per stage, submitted as soon as its shards are ready, run after the previous stage's; the
+    task results are kept in `results_in` (default: the run folder).
 
     With the per-stage LR schedule a stage needs only its own and the earlier stages' shards, so it trains
     while later stages are still being prepared; the global schedule spans every stage's token count."""
-    if config.train.lr_schedule == "global":
+    every_stage = config.train.lr_schedule == "global"
+    if every_stage and not isinstance(shards, list):
         get_run_logger().info(
             "lr_schedule=global: training waits until every stage is prepared (the schedule spans the token "
             "counts of all stages)"
         )
         shards = list(shards)
-    records = trusted_records(run_dir)
+    records = trusted_records(results_in or run_dir)
     prepared: list[ShardsRecord] = []
     submitted: list[tuple[PrefectFuture[StageResult], dict[str, Any]]] = []
     for index, record in enumerate(shards):  # the stages' order; the next stage's shards may still be preparing
         prepared.append(record)
         parameters: dict[str, Any] = {
             "stage_name": config.stages[index].name, "curriculum": config.curriculum, "stage_index": index,
-            "shards": shards if isinstance(shards, list) else list(prepared), "model": config.model,
+            "shards": list(shards) if every_stage else list(prepared), "model": config.model,
             "train": config.train, "run_dir": run_dir, "run": config.name,
         }
         previous = submitted[-1][0] if submitted else None
