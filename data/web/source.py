@@ -1,9 +1,9 @@
 """The `custom-scrape` source: fetched pages and PDFs, plus saved ones under `paths:`, as documents.
 
 Documents come in a fixed order, the URL list's and then the saved files' (sorted), whatever order
-fetches finish in. Extraction runs in a killable worker (data.extract.sandbox) so one hostile file can
-neither crash nor hang the stage. Every input ends as one row of the crawl report; every input left out
-also goes to the SkipReport with its reason.
+fetches or extractions finish in. Extraction runs in killable workers (data.extract.sandbox, scrape.extract_workers
+of them) so one hostile file can neither crash nor hang the stage. Every input ends as one row of the crawl
+report; every input left out also goes to the SkipReport with its reason.
 """
 
 from __future__ import annotations
