@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from curriculum.stages import NAME_PATTERN, Curriculum
 from curriculum.training.config import TrainConfig
+from curriculum.training.schedule import check_batch_sizes, check_lr_transitions
 from data.config import DataConfig
 from data.web.config import ScrapeConfig
 from model.config import ModelConfig
@@ -39,6 +40,14 @@ class RunConfig(Curriculum):
             self.__dict__["data"] = self.data.model_copy(update={"data_dir": Path("out/data") / self.name})
         if self.train.out_dir is None:
             self.__dict__["train"] = self.train.model_copy(update={"out_dir": Path("out/runs") / self.name})
+        return self
+
+    @model_validator(mode="after")
+    def _stages_fit_training(self) -> RunConfig:
+        # Settings that join a stage with the train section: each stage's batch size (tokens_per_step) and
+        # its lr transition (which needs a schedule over the whole curriculum).
+        check_batch_sizes(self, self.train)
+        check_lr_transitions(self, self.train)
         return self
 
     @property

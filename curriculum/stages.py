@@ -50,11 +50,25 @@ class CurriculumStage(BaseModel):
         description="A Hugging Face dataset id or folder, 'local-files' or 'custom-scrape'.",
     )
     block_size: PositiveInt = Field(description="Context length (tokens) trained at this stage.")
-    n_epochs: PositiveInt = Field(description="Passes over this stage's training tokens.")
+    n_epochs: PositiveInt | None = Field(
+        None, description="Passes over this stage's training tokens (give this or `tokens`)."
+    )
+    tokens: PositiveInt | None = Field(
+        None, description="Training tokens of this stage instead of n_epochs: the data repeats or is cut to fit."
+    )
     dataset_suffix: str = Field("pretrain", pattern=NAME_PATTERN, description="Suffix of the shard file names.")
     n_items: PositiveInt | None = Field(None, description="Take the first N documents; None takes all.")
     max_iters: PositiveInt | None = Field(
         None, description="Cap on this stage's optimizer steps (with train.max_iters, the lower cap wins)."
+    )
+    batch_size: PositiveInt | None = Field(
+        None, description="Sequences per micro-batch of this stage, instead of train.batch_size / tokens_per_step."
+    )
+    lr: Literal["continue", "rewarm", "anneal"] | None = Field(
+        None,
+        description="At this stage's start, with train.lr_schedule 'global' or 'wsd': 'continue' the schedule "
+        "(the default), 'rewarm' (a linear warmup over train.warmup_iters back to it) or 'anneal' (decay "
+        "linearly to train.min_lr over this stage).",
     )
     # Hugging Face options
     text_field: str = Field("text", min_length=1, description="Column that holds the document text.")
@@ -84,6 +98,21 @@ class CurriculumStage(BaseModel):
         """`<data_dir>/{split}_{stage}_{suffix}.bin`, e.g. `data/train_warmup_pretrain.bin`: the shard names of
         the reference design (../shared/reference/curriculum-learning.md), kept so its data folders still work."""
         return Path(data_dir) / f"{split}_{self.shard_name}.bin"
+
+    @model_validator(mode="after")
+    def _one_length(self) -> CurriculumStage:
+        if self.n_epochs is not None and self.tokens is not None:
+            raise ValueError(
+                f"stage {self.name!r} gives both n_epochs={self.n_epochs} and tokens={self.tokens:,}; a stage's "
+                "length is one of them: n_epochs (passes over its data) or tokens (a budget; the data repeats or "
+                "is cut to fit)"
+            )
+        if self.n_epochs is None and self.tokens is None:
+            raise ValueError(
+                f"stage {self.name!r} has no length: give n_epochs (passes over its data, e.g. n_epochs: 1) "
+                "or tokens (a training token budget, e.g. tokens: 1000000)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _options_match_source(self) -> CurriculumStage:

@@ -27,8 +27,8 @@ def stage_header(index: int, total: int, stage: CurriculumStage) -> str:
         f"[Stage {index + 1}/{total}] {stage.name}\n"
         f"  Dataset: {stage.dataset_key}\n"
         f"  Block size: {stage.block_size}\n"
-        f"  Epochs: {stage.n_epochs}\n"
-        f"  Items: {items}"
+        + (f"  Epochs: {stage.n_epochs}\n" if stage.tokens is None else f"  Tokens: {stage.tokens:,}\n")
+        + f"  Items: {items}"
     )
 
 

@@ -26,13 +26,22 @@ class TrainConfig(BaseModel):
         8, description="Sequences per micro-batch, over all training processes together (each takes its share)."
     )
     grad_accum: PositiveInt = Field(1, description="Micro-batches per optimizer step.")
+    tokens_per_step: PositiveInt | None = Field(
+        None,
+        description="Tokens per optimizer step at every stage: each stage's batch_size (sequences) becomes "
+        "tokens_per_step / (block_size * grad_accum), which must be whole. None: train.batch_size everywhere.",
+    )
     learning_rate: PositiveFloat = Field(6e-4, description="Peak learning rate.")
     min_lr: float = Field(6e-5, ge=0, description="Learning rate at the end of the cosine decay.")
     warmup_iters: NonNegativeInt = Field(20, description="Linear warmup iterations of each schedule.")
-    lr_schedule: Literal["per-stage", "global"] = Field(
+    lr_schedule: Literal["per-stage", "global", "wsd"] = Field(
         "per-stage",
         description="'per-stage': warmup and cosine restart at each stage; "
-        "'global': one schedule over the whole curriculum.",
+        "'global': one warmup + cosine over the whole curriculum; 'wsd': warmup, stable at learning_rate, then a "
+        "linear decay to min_lr over the last decay_fraction of the whole curriculum.",
+    )
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="'wsd' schedule: the share of the curriculum's iterations spent decaying."
     )
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay of matrices (not biases or norms).")
     beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")

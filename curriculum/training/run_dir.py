@@ -51,13 +51,22 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
         },
         "stage_order": [stage.name for stage in curriculum.stages],
         "model": model.model_dump(mode="json", exclude={"preset"}),
-        "train": train_cfg.model_dump(mode="json", exclude=set(BOOKKEEPING_FIELDS)),
+        "train": train_cfg.model_dump(
+            mode="json", exclude=set(BOOKKEEPING_FIELDS) | _unused_later_train_fields(train_cfg)
+        ),
     }
 
 
 def _unset_later_fields(stage: CurriculumStage) -> set[str]:
     """Stage fields added after run folders existed, left out while unset: older folders still resume."""
-    return {"max_iters"} if stage.max_iters is None else set()
+    return {name for name in ("max_iters", "tokens", "batch_size", "lr") if getattr(stage, name) is None}
+
+
+def _unused_later_train_fields(train_cfg: TrainConfig) -> set[str]:
+    """Training settings added after run folders existed, left out while they change nothing (unset, or for
+    another schedule): older folders still resume."""
+    unused = set() if train_cfg.tokens_per_step is not None else {"tokens_per_step"}
+    return unused if train_cfg.lr_schedule == "wsd" else unused | {"decay_fraction"}
 
 
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:

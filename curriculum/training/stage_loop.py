@@ -123,7 +123,7 @@ class StageRun:
         plan, cfg = self.plan, self.cfg
         rank, world_size = distributed.world()
         windows = TrainWindows(
-            self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index,
+            self.shards["train"].tokens, plan.block_size, plan.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index,
             rank=rank, world_size=world_size,
         )
         # torch.compile wraps the module; checkpoints read and write the plain one (self.model).

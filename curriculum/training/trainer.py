@@ -208,12 +208,12 @@ def run_stage(
         eval_blocks=start.eval_blocks,
     )
     starting_from = run.restore(start.model_cfg, vocab_size, start.resume_from, start.previous_end)
-    schedule = stage_schedule(start.plans, stage_index, train_cfg)
+    schedule = stage_schedule(start.plans, stage_index, train_cfg, start.stage.lr)
     announce = StageStart(
         plan=plan,
         n_stages=len(curriculum.stages),
         previous_block_size=curriculum.stages[stage_index - 1].block_size if stage_index else None,
-        batch_size=train_cfg.batch_size,
+        batch_size=plan.batch_size,
         grad_accum=train_cfg.grad_accum,
         schedule=schedule.describe(),
         start_iter=start_iter,
@@ -236,11 +236,16 @@ def run_stage(
 def transition_message(start: StageStart, runtime: Runtime) -> str:
     plan = start.plan
     block = f"{start.previous_block_size} -> {plan.block_size}" if start.previous_block_size else str(plan.block_size)
-    capped = f" (capped by max_iters; {plan.n_epochs} epoch(s) = {plan.epoch_iters:,})"
+    length = (f"{plan.n_epochs} epoch(s)" if plan.tokens_budget is None
+              else f"a budget of {plan.tokens_budget:,} tokens")
+    capped = f" (capped by max_iters; {length} = {plan.epoch_iters:,})"
+    epochs = (f"  Epochs: {plan.n_epochs}" if plan.tokens_budget is None else
+              f"  Tokens: {plan.tokens_budget:,} budget, {plan.tokens_trained:,} trained = "
+              f"{plan.epochs_realised:.2f} epoch(s)")
     lines = [
         f"[Stage {plan.stage_index + 1}/{start.n_stages}] {plan.stage}",
         f"  Block size: {block}",
-        f"  Epochs: {plan.n_epochs}",
+        epochs,
         f"  Train tokens: {plan.train_tokens:,} ({start.train_path})",
         f"  Iterations per epoch: {plan.iters_per_epoch:,.1f} = {plan.windows:,} windows of {plan.block_size + 1} "
         f"tokens / {plan.seqs_per_iter} sequences per iteration",
