@@ -34,6 +34,7 @@ from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord, pin_hub_commit  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
+from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
     git_commit,
@@ -42,6 +43,7 @@ from curriculum.training.run_dir import (  # noqa: E402
     run_fingerprint,
     run_owner,
 )
+from curriculum.training.schedule import plan_curriculum  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
 from tasks.caching import run_cached  # noqa: E402
@@ -53,6 +55,7 @@ from tasks.ui_publish import (  # noqa: E402
     publish_data_summary,
     publish_loss_curve,
     publish_run_summary,
+    publish_token_ledger,
     run_summary_markdown,
 )
 
@@ -172,6 +175,7 @@ def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
 
 def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> list[StageResult]:
     """One train task per stage, each after its shards and the previous stage's result."""
+    report_token_ledger(config, shards, run_dir)
     results: list[StageResult] = []
     for index, stage in enumerate(config.stages):
         result, cached = run_cached(
@@ -184,6 +188,17 @@ def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -
                   f"val loss {result.val_loss:.4f}")
         results.append(result)
     return results
+
+
+def report_token_ledger(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> None:
+    """Tokens planned vs trained per stage and source, before any training: printed, saved, shown in the UI."""
+    plans = plan_curriculum(config.curriculum, {s.stage: s.train_tokens for s in shards}, config.train)
+    rows = token_ledger(config.curriculum, plans)
+    print(ledger_table(rows), flush=True)
+    for warning in repetition_warnings(rows, config.train.max_repetition):
+        get_run_logger().warning(warning)
+    write_ledger(run_dir, rows, config.train.max_repetition)
+    publish_token_ledger(config.name, rows)
 
 
 def publish_results(config: RunConfig, run_dir: Path, shards: list[ShardsRecord], results: list[StageResult]) -> None:

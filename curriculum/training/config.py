@@ -14,6 +14,7 @@ BOOKKEEPING_FIELDS = frozenset(
         "out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device",
         # How many processes train, and where: the data order is global, so any world size continues a run.
         "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads",
+        "max_repetition",  # only warns
     }
 )
 
@@ -49,6 +50,9 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0 disables.")
     max_iters: PositiveInt | None = Field(
         None, description="Cap on optimizer steps per stage (smoke runs); None trains every epoch."
+    )
+    max_repetition: PositiveFloat = Field(
+        4.0, description="Warn before training when a stage repeats its data more than this many times."
     )
     eval_interval: PositiveInt = Field(100, description="Evaluate every N iterations (and at stage end).")
     eval_iters: PositiveInt = Field(10, description="Batches per evaluation.")

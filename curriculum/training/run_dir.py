@@ -3,6 +3,7 @@
     <run_dir>/run.json          fingerprint of the curriculum, model and training settings; git commit
     <run_dir>/runtime.jsonl     one row per training session: device, dtype, compile, torch version, threads
     <run_dir>/metrics.jsonl     one row per evaluation, in training order (the loss curve across stages)
+    <run_dir>/token_ledger.json per stage and source: tokens planned and trained, epochs realised (ledger.py)
     <run_dir>/checkpoints/...   see curriculum/training/checkpoints.py
     <run_dir>/final/            the last stage's weights and config.json, for sampling and evaluation
 """
