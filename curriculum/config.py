@@ -130,12 +130,22 @@ def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
         field = model.model_fields.get(part)
         if field is None:
             return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ()) or (annotation,)
-        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = _model_in(field.annotation)
         if model is None:
             return []
     return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, also inside `X | None` and `list[X]`."""
+    for arg in getattr(annotation, "__args__", ()) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        if getattr(arg, "__args__", None):
+            nested = _model_in(arg)
+            if nested is not None:
+                return nested
+    return None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -148,10 +148,12 @@ def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
 
 
 def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
-    """fetch -> tokenize -> shard for every stage, each step from the cache when its input is unchanged."""
+    """fetch -> tokenize -> shard for every stage (each source of a mixed stage as a stage of its own,
+    CurriculumStage.components), each step from the cache when its input is unchanged."""
     rows, shards = [], []
-    for index, stage in enumerate(config.stages):
-        print(stage_header(index, len(config.stages), stage), flush=True)
+    components = config.components()
+    for index, stage in enumerate(components):
+        print(stage_header(index, len(components), stage), flush=True)
         data_dir = config.data_dir
         documents, fetched = run_cached(
             fetch, data_dir, stage=pin_hub_commit(stage, config.data, config.scrape), data=config.data,
@@ -205,11 +207,13 @@ def publish_results(config: RunConfig, run_dir: Path, shards: list[ShardsRecord]
     """The loss curve (PNG in the run folder and in the UI) and the run summary."""
     curve = save_loss_curve(read_metrics(run_dir), run_dir / LOSS_CURVE_FILE, title=f"curriculum {config.name}")
     publish_loss_curve(config.name, curve)
+    train_tokens = {s.stage: s.train_tokens for s in shards}
     stages = [
-        {"stage": r.stage, "block size": s.block_size, "train tokens": s.train_tokens, "iterations": r.iters,
+        {"stage": r.stage, "block size": stage.block_size,
+         "train tokens": sum(train_tokens[c.name] for c in stage.components()), "iterations": r.iters,
          "tokens seen": r.tokens_seen, "train loss": r.train_loss, "val loss": r.val_loss,
          "forgetting": r.forgetting, "checkpoint": str(r.checkpoint)}
-        for r, s in zip(results, shards, strict=True)
+        for r, stage in zip(results, config.stages, strict=True)
     ]
     markdown = run_summary_markdown(config, git_commit=git_commit(), stages=stages,
                                     final_dir=run_dir / FINAL_DIR, loss_curve=curve)

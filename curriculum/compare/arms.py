@@ -104,12 +104,23 @@ def check_match(match: str) -> Match:
     return match  # type: ignore[return-value]
 
 
+def check_comparable(config: RunConfig) -> None:
+    """The arms are built from one train shard per stage: a mixed stage (sources) has several."""
+    mixed = [stage.name for stage in config.stages if stage.sources]
+    if mixed:
+        raise ConfigError(
+            f"compare: stage(s) {mixed} mix several sources, and the comparison's arms read one train shard per "
+            "stage; compare mixtures as separate curriculum runs (python flows/curriculum.py --config ...) for now"
+        )
+
+
 def plan_arms(
     config: RunConfig, shards: list[ShardsRecord], arms: list[str], match: Match, mixed: ShardsRecord | None = None,
     eval_points: int = EVAL_POINTS,
 ) -> list[ArmPlan]:
     """Every arm of `arms` over `shards` (one record per stage, in order); `mixed` is the record of the mixed
     shard (mixed_record), needed when `arms` holds 'mixed'; each run evaluates about `eval_points` times."""
+    check_comparable(config)
     if len(config.stages) < 2:
         raise ConfigError(
             f"a comparison needs a curriculum of at least 2 stages; {config.name!r} has {len(config.stages)}"

@@ -21,7 +21,7 @@ LEDGER_FILE = "token_ledger.json"
 @dataclass(frozen=True)
 class LedgerRow:
     stage: str
-    source: str  # the stage's dataset_key
+    source: str  # the stage's dataset_key; in a mixture `<component name> (<dataset_key>)`
     length: str  # as configured: "2 epoch(s)" or "a budget of 1,000 tokens"
     tokens_planned: int  # n_epochs x the source's train windows x block_size, or the budget
     tokens_trained: int  # iterations x tokens per iteration: what the stage will train (max_iters included)
@@ -34,19 +34,28 @@ class LedgerRow:
 
 
 def token_ledger(curriculum: Curriculum, plans: list[StagePlan]) -> list[LedgerRow]:
+    """One row per stage, or per source of a mixed stage: a source's share of the stage's planned and trained
+    tokens is its weight's share (as its windows are drawn, up to the rounding batches.MixedWindows describes)."""
     rows = []
     for stage, plan in zip(curriculum.stages, plans, strict=True):
-        source_tokens = plan.windows * plan.block_size
         if plan.tokens_budget is not None:
             length, planned = f"a budget of {plan.tokens_budget:,} tokens", plan.tokens_budget
         else:
             assert plan.n_epochs is not None  # a stage has one of the two
-            length, planned = f"{plan.n_epochs} epoch(s)", plan.n_epochs * source_tokens
-        rows.append(LedgerRow(
-            stage=stage.name, source=stage.dataset_key, length=length, tokens_planned=planned,
-            tokens_trained=plan.tokens_trained, source_tokens=source_tokens,
-            epochs_realised=round(plan.epochs_realised, 4), capped=plan.total_iters < plan.epoch_iters,
-        ))
+            length, planned = f"{plan.n_epochs} epoch(s)", plan.n_epochs * plan.windows * plan.block_size
+        total_weight = sum(stage.weights)
+        for component, weight in zip(stage.components(), stage.weights, strict=True):
+            share = weight / total_weight
+            windows = plan.source_windows.get(component.name, plan.windows)
+            source_tokens = windows * plan.block_size
+            trained = round(plan.tokens_trained * share)
+            rows.append(LedgerRow(
+                stage=stage.name,
+                source=component.data_key if not stage.sources else f"{component.name} ({component.data_key})",
+                length=length if not stage.sources else f"{length}, weight {weight:g}",
+                tokens_planned=round(planned * share), tokens_trained=trained, source_tokens=source_tokens,
+                epochs_realised=round(trained / source_tokens, 4), capped=plan.total_iters < plan.epoch_iters,
+            ))
     return rows
 
 

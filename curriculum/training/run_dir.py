@@ -45,9 +45,7 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
     model = model_cfg.with_block_size(curriculum.max_block_size)
     return {
         "curriculum": {  # stage `urls` may carry `user:password@`: run.json keeps them redacted
-            stage.name: redact_all(
-                stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS) | _unset_later_fields(stage))
-            )
+            stage.name: redact_all(stage.model_dump(mode="json", exclude=_fingerprint_exclude(stage)))
             for stage in curriculum.stages
         },
         "stage_order": [stage.name for stage in curriculum.stages],
@@ -58,9 +56,15 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
     }
 
 
-def _unset_later_fields(stage: CurriculumStage) -> set[str]:
-    """Stage fields added after run folders existed, left out while unset: older folders still resume."""
-    return {name for name in ("max_iters", "tokens", "batch_size", "lr") if getattr(stage, name) is None}
+def _fingerprint_exclude(stage: CurriculumStage) -> dict[str, Any]:
+    """Locations (the stage's and each source's), and stage fields added after run folders existed while they
+    are unset, so older folders still resume."""
+    exclude: dict[str, Any] = {name: True for name in LOCATION_FIELDS}
+    exclude |= {name: True for name in ("max_iters", "tokens", "batch_size", "lr", "sources")
+                if getattr(stage, name) is None}
+    if stage.sources:
+        exclude["sources"] = {"__all__": set(LOCATION_FIELDS)}
+    return exclude
 
 
 def _unused_later_train_fields(train_cfg: TrainConfig) -> set[str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.config import TrainConfig
@@ -33,6 +34,9 @@ class StagePlan:
     seqs_per_iter: int  # batch_size * grad_accum
     epoch_iters: int  # iterations of n_epochs (or of the token budget)
     total_iters: int  # epoch_iters, capped by train.max_iters
+    # A mixed stage's windows per source (component name -> windows); `windows` is their sum, an epoch one pass
+    # over all of them. Empty for a stage of one source.
+    source_windows: dict[str, int] = field(default_factory=dict)
 
     @property
     def iters_per_epoch(self) -> float:
@@ -107,9 +111,25 @@ def check_lr_transitions(curriculum: Curriculum, cfg: TrainConfig) -> None:
             )
 
 
-def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg: TrainConfig) -> StagePlan:
+def plan_stage(
+    curriculum: Curriculum, stage_index: int, train_tokens: int | Mapping[str, int], cfg: TrainConfig
+) -> StagePlan:
+    """`train_tokens`: the stage's train token count, or for a mixed stage each component's (by name)."""
     stage = curriculum.stages[stage_index]
-    windows = max(train_tokens - 1, 0) // stage.block_size
+    source_windows: dict[str, int] = {}
+    if isinstance(train_tokens, Mapping):
+        source_windows = {c.name: max(int(train_tokens[c.name]) - 1, 0) // stage.block_size
+                          for c in stage.components()}
+        train_tokens = sum(int(train_tokens[c.name]) for c in stage.components())
+        windows = sum(source_windows.values())
+        empty = [name for name, count in source_windows.items() if count == 0]
+        if empty:
+            raise ValueError(
+                f"stage {stage.name!r}: source(s) {empty} hold fewer train tokens than one window of block_size+1="
+                f"{stage.block_size + 1}; prepare more data for them (n_items) or drop them from the mixture"
+            )
+    else:
+        windows = max(train_tokens - 1, 0) // stage.block_size
     batch_size = stage_batch_size(stage, cfg)
     seqs_per_iter = batch_size * cfg.grad_accum
     if stage.tokens is not None:  # (no windows: no iteration either, reported below)
@@ -139,12 +159,14 @@ def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg:
         total_iters=total,
         batch_size=batch_size,
         tokens_budget=stage.tokens,
+        source_windows=source_windows,
     )
 
 
 def plan_curriculum(curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig) -> list[StagePlan]:
-    """One plan per stage; `train_tokens` maps every stage name to its train token count."""
-    missing = [stage.name for stage in curriculum.stages if stage.name not in train_tokens]
+    """One plan per stage; `train_tokens` maps every stage name (a mixed stage: each of its components' names,
+    CurriculumStage.components) to its train token count."""
+    missing = [stage.name for stage in curriculum.components() if stage.name not in train_tokens]
     if missing:
         raise ValueError(
             f"train_tokens has no count for stage(s) {missing}; give the train token count of every stage "
@@ -152,7 +174,7 @@ def plan_curriculum(curriculum: Curriculum, train_tokens: dict[str, int], cfg: T
         )
     check_lr_transitions(curriculum, cfg)
     return [
-        plan_stage(curriculum, i, int(train_tokens[stage.name]), cfg)
+        plan_stage(curriculum, i, train_tokens if stage.sources else int(train_tokens[stage.name]), cfg)
         for i, stage in enumerate(curriculum.stages)
     ]
 

@@ -42,6 +42,7 @@ from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer
     StepInfo,
     TrainListener,
     TrainListeners,
+    mixture_keys,
 )
 from data.shards import PREPARE_HINT, Shard, ShardError, read_shard
 from model.config import ModelConfig
@@ -275,6 +276,20 @@ def _open_shards(
     blocks = {"train": stage.block_size, "val": stage.block_size} | {f"val:{s.name}": s.block_size for s in earlier}
     paths |= {f"eval:{name}": eval_set.path for name, eval_set in data.eval_sets.items()}
     blocks |= {f"eval:{name}": eval_set.block_size for name, eval_set in data.eval_sets.items()}
+    # Mixed stages: every source's shards, under the keys mixture_keys() names.
+    for s in [*earlier, stage]:
+        if not s.sources:
+            continue
+        sources = data.earlier_val_sources.get(s.name, {}) if s is not stage else data.val_sources
+        parts = {"val": sources} if s is not stage else {"train": data.train_sources, "val": sources}
+        for split, given in parts.items():
+            for name, key in mixture_keys(s, split if s is stage else f"val:{s.name}").items():
+                if name not in given:
+                    raise ValueError(
+                        f"StageData has no {split} shard for source {name!r} of mixed stage {s.name!r}; give every "
+                        "source's shards (StageData.for_stage(data_dir, curriculum, index) does)"
+                    )
+                paths[key], blocks[key] = given[name], s.block_size
     shards = {key: read_shard(path, expect=expect, hint=PREPARE_HINT) for key, path in paths.items()}
     for shard in shards.values():
         keyed = data.sha256.get(str(shard.path))
@@ -284,9 +299,11 @@ def _open_shards(
                 f"the data preparation recorded {keyed} (the file was replaced or re-prepared since); "
                 f"{PREPARE_HINT}"
             )
-    if shards["train"].n_tokens != plan.train_tokens:
+    train_tokens = (sum(shards[key].n_tokens for key in mixture_keys(stage, "train").values()) if stage.sources
+                    else shards["train"].n_tokens)
+    if train_tokens != plan.train_tokens:
         raise ValueError(
-            f"train_tokens[{stage.name!r}]={plan.train_tokens:,} but {data.train} holds {shards['train'].n_tokens:,} "
+            f"train_tokens[{stage.name!r}]={plan.train_tokens:,} but {data.train} holds {train_tokens:,} "
             "tokens; pass the n_tokens of each train shard's header as train_tokens"
         )
     for key, shard in shards.items():
