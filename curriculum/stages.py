@@ -141,8 +141,8 @@ class CurriculumStage(BaseModel):
             return [self]
         return [
             CurriculumStage(
-                name=f"{self.name}.{source.name or f's{k}'}", block_size=self.block_size, n_epochs=1,
-                dataset_suffix=self.dataset_suffix, **source.options(),
+                name=f"{self.name}.{source.name or f's{k}'}", block_size=self.block_size, n_epochs=self.n_epochs,
+                tokens=self.tokens, dataset_suffix=self.dataset_suffix, **source.options(),
             )
             for k, source in enumerate(self.sources, 1)
         ]

@@ -66,3 +66,23 @@ def test_a_stage_has_one_length():
     config = load_run_config(type="simple",
                              overrides={"stages.pretrain.tokens": 1000, "stages.pretrain.n_epochs": None})
     assert (config.stages[1].tokens, config.stages[1].n_epochs) == (1000, None)
+
+
+def test_the_ledger_of_a_mixed_stage_has_a_row_per_source(books):
+    from curriculum import Curriculum
+    from curriculum.training.config import TrainConfig
+    from curriculum.training.schedule import plan_curriculum
+
+    curriculum = Curriculum(stages=[CurriculumStage(name="main", block_size=32, tokens=40 * 4 * 32, sources=[
+        {"name": "stories", "dataset_key": "roneneldan/TinyStories", "weight": 3},
+        {"name": "book", "dataset_key": "local-files", "files": [str(books)], "weight": 1}])])
+    plans = plan_curriculum(curriculum, {"main.stories": 32 * 100 + 1, "main.book": 32 * 10 + 1},
+                            TrainConfig(batch_size=4))
+    rows = token_ledger(curriculum, plans)
+    assert [(r.source, r.length, r.tokens_planned, r.tokens_trained, r.source_tokens, r.epochs_realised)
+            for r in rows] == [
+        ("main.stories (roneneldan/TinyStories)", "a budget of 5,120 tokens, weight 3", 3840, 3840, 3200, 1.2),
+        ("main.book (local-files)", "a budget of 5,120 tokens, weight 1", 1280, 1280, 320, 4.0),
+    ]
+    [warning] = repetition_warnings(rows, max_repetition=3)
+    assert "repeats source 'main.book (local-files)' 4.00 times" in warning
