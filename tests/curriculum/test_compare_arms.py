@@ -107,3 +107,16 @@ def test_arms_accept_batch_budget_and_lr_settings_unchanged(default_run):
         assert [p.total_iters for p in trained] == [s.iters for s in plan.stages], arm
         assert all(s.stage.tokens is None for s in plan.stages)  # the arm's length is its iteration cap
     assert plans["flat"].stages[0].stage.lr == "rewarm" and plans["flat"].train.lr_schedule == "wsd"
+
+
+def test_a_mixed_stage_is_refused_by_name_before_anything_is_prepared(default_run):
+    from curriculum.compare.arms import check_comparable
+
+    _, shards, mixed = default_run
+    config = load_run_config(type="default", overrides={"model.preset": "tiny", "stages.warmup.dataset_key": None,
+                                                       "stages.warmup.n_items": None, "stages.warmup.sources": [
+        {"dataset_key": "roneneldan/TinyStories", "weight": 1}, {"dataset_key": "local-files", "weight": 1}]})
+    with pytest.raises(ConfigError, match=r"compare: stage\(s\) \['warmup'\] mix several sources"):
+        check_comparable(config)
+    with pytest.raises(ConfigError, match="mix several sources"):
+        plan_arms(config, shards, ["flat"], "tokens", mixed)

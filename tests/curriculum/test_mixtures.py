@@ -19,7 +19,8 @@ BOOK = "carroll_alice-in-wonderland_pg11.txt"
 
 
 def mixed_curriculum(books) -> Curriculum:
-    """warmup: TinyStories (block 16); main: TinyStories 3 : a book 1 (block 32), a budget of 40 steps of 4."""
+    """warmup: TinyStories (block 16); main: TinyStories 3 : a book 1 (block 32), a budget of 40 steps of 4;
+    after: the book alone, 3 steps (its forgetting evaluation reads the mixed stage's val sets)."""
     return Curriculum(stages=[
         CurriculumStage(name="warmup", dataset_key="roneneldan/TinyStories", block_size=16, n_epochs=1,
                         n_items=300, max_iters=5),
@@ -27,6 +28,8 @@ def mixed_curriculum(books) -> Curriculum:
             {"name": "stories", "dataset_key": "roneneldan/TinyStories", "n_items": 300, "weight": 3},
             {"name": "book", "dataset_key": "local-files", "files": [str(books / BOOK)], "weight": 1},
         ]),
+        CurriculumStage(name="after", dataset_key="local-files", files=[str(books / BOOK)], block_size=32,
+                        n_epochs=1, max_iters=3),
     ])
 
 
@@ -43,10 +46,11 @@ def mixed_data(tmp_path_factory, hub_mirror, books):
 
 def test_a_mixed_stage_prepares_each_source_under_its_own_files(mixed_data):
     data_dir, curriculum = mixed_data
-    assert [c.name for c in curriculum.components()] == ["warmup", "main.stories", "main.book"]
+    assert [c.name for c in curriculum.components()] == ["warmup", "main.stories", "main.book", "after"]
     assert sorted(p.name for p in data_dir.glob("*.bin")) == [
-        "train_main.book_pretrain.bin", "train_main.stories_pretrain.bin", "train_warmup_pretrain.bin",
-        "val_main.book_pretrain.bin", "val_main.stories_pretrain.bin", "val_warmup_pretrain.bin"]
+        "train_after_pretrain.bin", "train_main.book_pretrain.bin", "train_main.stories_pretrain.bin",
+        "train_warmup_pretrain.bin", "val_after_pretrain.bin", "val_main.book_pretrain.bin",
+        "val_main.stories_pretrain.bin", "val_warmup_pretrain.bin"]
 
 
 def test_windows_are_drawn_in_proportion_to_the_weights_from_the_batches(mixed_data):
@@ -86,7 +90,7 @@ def test_a_mixed_stage_trains_its_budget_in_proportion(kit, mixed_data, tmp_path
     data_dir, curriculum = mixed_data
     train = kit.TINY_TRAIN.model_copy(update={"eval_interval": 100, "checkpoint_interval": 100})
     results, rec = kit.train_in_process(tmp_path / "run", data_dir, curriculum, train=train)
-    assert [r.iters for r in results] == [5, 40]
+    assert [r.iters for r in results] == [5, 40, 3]
     plan = rec.starts[1].plan
     assert set(plan.source_windows) == {"main.stories", "main.book"}
     assert plan.windows == sum(plan.source_windows.values())
@@ -94,6 +98,8 @@ def test_a_mixed_stage_trains_its_budget_in_proportion(kit, mixed_data, tmp_path
     samples = position["source_1_samples"], position["source_2_samples"]
     assert sum(samples) == 160 and abs(samples[0] - 120) <= 20, samples  # 3:1 within 4 sigma (see above)
     assert list(results[1].forgetting) == ["warmup"]
+    # A later stage measures forgetting on the mixed stage's val sets too (their weighted mean).
+    assert list(results[2].forgetting) == ["warmup", "main"] and results[2].forgetting["main"] > 0
 
 
 @pytest.mark.slow  # three training subprocesses
@@ -178,3 +184,10 @@ def test_a_mixture_loads_from_yaml(tmp_path):
     [stage] = load_run_config(config_path=path).stages
     assert stage.weights == [3, 1] and [c.name for c in stage.components()] == ["main.s1", "main.s2"]
     assert stage.components()[1].files == ["books/"]
+
+
+def test_a_mixed_stage_round_trips_through_its_dump(books):
+    stage = mixed_curriculum(books).stages[1]
+    assert CurriculumStage.model_validate(stage.model_dump()) == stage
+    assert CurriculumStage.model_validate_json(stage.model_dump_json()) == stage
+    assert CurriculumStage.model_validate(stage.model_dump()).components() == stage.components()
