@@ -48,5 +48,6 @@ def stage_data_summary(
     ]
     if documents.crawl_report:
         lines.append(f"  Crawl report: {documents.crawl_report}")
-    lines.append(f"  ✓ Stage '{documents.stage}' dataset created")
+    # The shards' stage: the documents may be a cached record another stage fetched (a shared source).
+    lines.append(f"  ✓ Stage '{shards.stage}' dataset created")
     return "\n".join(lines)

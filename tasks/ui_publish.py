@@ -63,7 +63,7 @@ def data_summary_row(
 ) -> dict[str, Any]:
     """One row of the data summary: documents, train/val tokens, skipped inputs by reason, cache use."""
     row = {
-        "stage": documents.stage,
+        "stage": shards.stage,  # (documents may be a record another stage with the same source fetched)
         "documents": documents.n_documents,
         "train documents": shards.train_documents,
         "val documents": shards.val_documents,

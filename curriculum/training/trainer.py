@@ -247,7 +247,9 @@ def transition_message(start: StageStart, runtime: Runtime) -> str:
         f"[Stage {plan.stage_index + 1}/{start.n_stages}] {plan.stage}",
         f"  Block size: {block}",
         epochs,
-        f"  Train tokens: {plan.train_tokens:,} ({start.train_path})",
+        f"  Train tokens: {plan.train_tokens:,} "
+        + (f"({start.train_path})" if not plan.source_windows else "(sources: " + ", ".join(
+            f"{name} {windows:,} windows" for name, windows in plan.source_windows.items()) + ")"),
         f"  Iterations per epoch: {plan.iters_per_epoch:,.1f} = {plan.windows:,} windows of {plan.block_size + 1} "
         f"tokens / {plan.seqs_per_iter} sequences per iteration",
         f"  Iterations: {plan.total_iters:,}" + (capped if plan.total_iters < plan.epoch_iters else ""),

@@ -86,7 +86,7 @@ def test_windows_are_drawn_in_proportion_to_the_weights_from_the_batches(mixed_d
 
 
 @pytest.mark.slow  # trains a whole run
-def test_a_mixed_stage_trains_its_budget_in_proportion(kit, mixed_data, tmp_path):
+def test_a_mixed_stage_trains_its_budget_in_proportion(kit, mixed_data, tmp_path, capsys):
     data_dir, curriculum = mixed_data
     train = kit.TINY_TRAIN.model_copy(update={"eval_interval": 100, "checkpoint_interval": 100})
     results, rec = kit.train_in_process(tmp_path / "run", data_dir, curriculum, train=train)
@@ -94,6 +94,8 @@ def test_a_mixed_stage_trains_its_budget_in_proportion(kit, mixed_data, tmp_path
     plan = rec.starts[1].plan
     assert set(plan.source_windows) == {"main.stories", "main.book"}
     assert plan.windows == sum(plan.source_windows.values())
+    windows = ", ".join(f"{name} {count:,} windows" for name, count in plan.source_windows.items())
+    assert f"Train tokens: {plan.train_tokens:,} (sources: {windows})" in capsys.readouterr().out
     position = read_checkpoint(stage_dir(tmp_path / "run", 1, "main") / END).state["data_position"]
     samples = position["source_1_samples"], position["source_2_samples"]
     assert sum(samples) == 160 and abs(samples[0] - 120) <= 20, samples  # 3:1 within 4 sigma (see above)

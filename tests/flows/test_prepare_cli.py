@@ -170,6 +170,7 @@ def test_a_mixed_stage_reuses_a_source_another_stage_prepared(project):
     # Fetched and tokenized for warmup already: only its shards (the stage's own files) are new.
     assert cache_lines(output) == ["Cache: fetch cached, tokenize cached, shard ran",
                                    "Cache: fetch ran, tokenize ran, shard ran"]
+    assert "✓ Stage 'main.stories' dataset created" in output and "✓ Stage 'warmup'" not in output
     for split in ("train", "val"):
         for source in ("stories", "alice"):
             assert read_shard(project["data"] / f"{split}_main.{source}_pretrain.bin").n_tokens > 0
