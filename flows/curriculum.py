@@ -31,12 +31,14 @@ from prefect.runtime import deployment, flow_run  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
+from curriculum.node_handoff import clear_handoff, wait_for_handoff, write_handoff  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord, pin_hub_commit  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
+    fingerprint_hash,
     git_commit,
     prepare_run_dir,
     read_metrics,
@@ -96,26 +98,47 @@ def curriculum(
     if roots is not None:
         confine_paths(config, roots)
     resolve_model_config(config.curriculum, config.model)  # a block size the model cannot hold fails first
+    if config.train.node_rank > 0 and not prepare_only:
+        return follow_node_zero(config)
+    several_nodes = config.train.nnodes > 1 and not prepare_only
     with contextlib.ExitStack() as locks:
         # One writer per folder: a second run of the same run folder stops here, before preparing anything.
         if not prepare_only:
             locks.enter_context(hold_folder(config.out_dir, "run"))
         restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
+        if several_nodes:
+            clear_handoff(config.out_dir.resolve())
         with hold_folder(config.data_dir, "data"):
             shards = prepare_stages(config)
         summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         if prepare_only:
             return summary
-        run_dir = prepare_run_dir(
-            config.out_dir.resolve(), run_fingerprint(config.curriculum, config.model, config.train), restart=restart,
-            owner=flow_run.get_id(),
-        )
+        fingerprint = run_fingerprint(config.curriculum, config.model, config.train)
+        run_dir = prepare_run_dir(config.out_dir.resolve(), fingerprint, restart=restart, owner=flow_run.get_id())
+        if several_nodes:  # the other machines' flows wait for this (curriculum/node_handoff.py)
+            write_handoff(run_dir, fingerprint_hash(fingerprint), shards)
+        report_token_ledger(config, shards, run_dir)
         results = train_stages(config, shards, run_dir)
         publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
     summary["final"] = str(run_dir / FINAL_DIR)
     print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / FINAL_DIR / 'model.safetensors'}")
     return summary
+
+
+def follow_node_zero(config: RunConfig) -> dict[str, Any]:
+    """train.node_rank > 0: train only. Node 0's flow prepares the data and owns the run folder (its locks,
+    run.json, summaries); this one waits for node 0's shard records and joins each stage's processes. Its own
+    task results stay in a folder of its own, so the nodes never write the same file."""
+    run_dir = config.out_dir.resolve()
+    fingerprint = fingerprint_hash(run_fingerprint(config.curriculum, config.model, config.train))
+    shards = wait_for_handoff(run_dir, fingerprint, node_rank=config.train.node_rank)
+    results = train_stages(config, shards, run_dir, results_in=run_dir / "nodes" / f"node-{config.train.node_rank}")
+    print(f"✓ node {config.train.node_rank} of {config.train.nnodes}: every stage trained; node 0's flow run "
+          "publishes the results")
+    return {"name": config.name, "node_rank": config.train.node_rank,
+            "shards": [s.model_dump(mode="json") for s in shards],
+            "stages": [r.model_dump(mode="json") for r in results], "final": str(run_dir / FINAL_DIR)}
 
 
 def served_run_roots() -> list[Path] | None:
@@ -175,13 +198,15 @@ def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
     return shards
 
 
-def train_stages(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> list[StageResult]:
-    """One train task per stage, each after its shards and the previous stage's result."""
-    report_token_ledger(config, shards, run_dir)
+def train_stages(
+    config: RunConfig, shards: list[ShardsRecord], run_dir: Path, results_in: Path | None = None
+) -> list[StageResult]:
+    """One train task per stage, each after its shards and the previous stage's result; the task results are
+    kept in `results_in` (default: the run folder)."""
     results: list[StageResult] = []
     for index, stage in enumerate(config.stages):
         result, cached = run_cached(
-            train, run_dir, stage_name=stage.name, curriculum=config.curriculum, stage_index=index,
+            train, results_in or run_dir, stage_name=stage.name, curriculum=config.curriculum, stage_index=index,
             shards=shards, model=config.model, train=config.train, run_dir=run_dir,
             previous=results[-1] if results else None, run=config.name,
         )

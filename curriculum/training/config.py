@@ -13,7 +13,7 @@ BOOKKEEPING_FIELDS = frozenset(
     {
         "out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device",
         # How many processes train, and where: the data order is global, so any world size continues a run.
-        "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads",
+        "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads", "dist_timeout_s",
         "max_repetition",  # only warns
     }
 )
@@ -75,6 +75,10 @@ class TrainConfig(BaseModel):
     node_rank: NonNegativeInt = Field(0, description="This machine's rank among nnodes (torchrun's --node-rank).")
     rdzv_endpoint: str | None = Field(
         None, description="host:port where the nodes meet (c10d rendezvous); needed when nnodes > 1."
+    )
+    dist_timeout_s: PositiveInt = Field(
+        600, description="With several processes: seconds a rank waits for the others in a collective (a barrier, "
+        "gradient sync) before the stage fails; covers a rank lost on another machine."
     )
     threads: PositiveInt | None = Field(
         None, description="CPU threads per training process; default: torch's own with one process, "

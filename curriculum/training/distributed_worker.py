@@ -1,8 +1,9 @@
 """One torchrun worker: `python -m torch.distributed.run ... -m curriculum.training.distributed_worker <folder>`.
 
-<folder> (made by curriculum.training.launch) holds args.pkl: train_stage's arguments. Every rank joins the
-process group and runs the same train_stage; rank 0 also appends its listener events to events.pkl, which the
-launching task replays into its own listeners. A rank that fails writes its traceback to error-rank<r>.txt.
+<folder> (made by curriculum.training.launch) holds args.json: train_stage's arguments. Every rank joins the
+process group and runs the same train_stage; rank 0 also appends its listener events to events.jsonl, which the
+launching task replays into its own listeners (worker_messages.py). A rank that fails writes its traceback to
+error-rank<r>.txt.
 """
 
 from __future__ import annotations
@@ -10,51 +11,21 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import pickle
 import signal
 import sys
 import traceback
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from curriculum.training import trainer
-from curriculum.training.types import TrainListener
-
-EVENTS_FILE = "events.pkl"
-ARGS_FILE = "args.pkl"
+from curriculum.training.worker_messages import ARGS_FILE, EVENTS_FILE, EventWriter, WorkerArgs
 
 
 def error_file(folder: Path, rank: int) -> Path:
     return folder / f"error-rank{rank}.txt"
-
-
-class EventWriter(TrainListener):
-    """Rank 0's events as length-prefixed pickles, flushed one by one so the launcher sees each as it comes."""
-
-    def __init__(self, path: Path):
-        self.file = path.open("ab")
-
-    def _write(self, name: str, event: object) -> None:
-        blob = pickle.dumps((name, event))
-        self.file.write(len(blob).to_bytes(8, "little") + blob)
-        self.file.flush()
-
-    def on_stage_start(self, start):
-        self._write("on_stage_start", start)
-
-    def on_step(self, step):
-        self._write("on_step", step)
-
-    def on_eval(self, row):
-        self._write("on_eval", row)
-
-    def on_checkpoint(self, checkpoint):
-        self._write("on_checkpoint", checkpoint)
-
-    def on_stage_end(self, result):
-        self._write("on_stage_end", result)
 
 
 def die_with_parent() -> None:
@@ -70,22 +41,24 @@ def die_with_parent() -> None:
 def main(folder: Path) -> None:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = pickle.loads((folder / ARGS_FILE).read_bytes())
-    cfg = args["train_cfg"]
+    args = WorkerArgs.model_validate_json((folder / ARGS_FILE).read_bytes())
+    cfg = args.train_cfg
     local_rank = int(os.environ["LOCAL_RANK"])
     threads = cfg.threads or max((os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"]), 1)
     torch.set_num_threads(threads)
     use_cuda = cfg.device in ("cuda", "auto") and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    # A rank lost on another machine leaves the others blocked in a collective: they give up after this long
+    # (the backends' own defaults are 10 to 30 minutes), and torchrun then stops them all.
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=cfg.dist_timeout_s))
     rank = dist.get_rank()
     (folder / f"pid-rank{rank}").write_text(str(os.getpid()))  # for tests that kill one rank
     try:
         listener = EventWriter(folder / EVENTS_FILE) if rank == 0 else None
         trainer.train_stage(
-            args["curriculum"], args["stage_index"], args["data"], args["model_cfg"], cfg, args["run_dir"],
-            train_tokens=args["train_tokens"], expect_tokenizer=args["expect_tokenizer"], listener=listener,
+            args.curriculum, args.stage_index, args.data, args.model_cfg, cfg, args.run_dir,
+            train_tokens=args.train_tokens, expect_tokenizer=args.expect_tokenizer, listener=listener,
         )
     except BaseException:
         error_file(folder, rank).write_text(traceback.format_exc())

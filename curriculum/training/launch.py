@@ -10,7 +10,6 @@ error; leaving this call any other way (an exception, the task being cancelled) 
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -23,10 +22,11 @@ from typing import Any
 from curriculum.config import ConfigError
 from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig, check_batch_split
-from curriculum.training.distributed_worker import ARGS_FILE, EVENTS_FILE, die_with_parent
+from curriculum.training.distributed_worker import die_with_parent
 from curriculum.training.run_dir import fingerprint_hash
 from curriculum.training.trainer import resolve_stage_start, train_stage
 from curriculum.training.types import StageData, StageResult, TrainListener
+from curriculum.training.worker_messages import ARGS_FILE, EVENTS_FILE, WorkerArgs, replay_lines
 from model.config import ModelConfig
 
 LOG_FILE = "torchrun.log"
@@ -78,9 +78,9 @@ def train_stage_launched(
     listener = listener or TrainListener()
     folder = Path(tempfile.mkdtemp(prefix="curriculum-ddp-"))
     try:
-        args = {"curriculum": curriculum, "stage_index": stage_index, "data": data, "model_cfg": model_cfg,
-                "train_cfg": train_cfg, "run_dir": run_dir, **kwargs}
-        (folder / ARGS_FILE).write_bytes(pickle.dumps(args))
+        args = WorkerArgs(curriculum=curriculum, stage_index=stage_index, data=data, model_cfg=model_cfg,
+                          train_cfg=train_cfg, run_dir=run_dir, **kwargs)
+        (folder / ARGS_FILE).write_text(args.model_dump_json())
         run_id = f"{fingerprint_hash(start.fingerprint)[:16]}-{stage_index}"
         _run_torchrun(torchrun_command(train_cfg, folder, run_id), folder, listener, world_size)
     finally:
@@ -151,7 +151,7 @@ def _tail(text: str) -> str:
 
 
 class _EventReader:
-    """Reads the length-prefixed events rank 0 appends, a whole event at a time."""
+    """Reads the events rank 0 appends, a whole line at a time."""
 
     def __init__(self, path: Path):
         self.path, self.offset = path, 0
@@ -161,13 +161,4 @@ class _EventReader:
             return
         with self.path.open("rb") as file:
             file.seek(self.offset)
-            data = file.read()
-        at = 0
-        while at + 8 <= len(data):
-            size = int.from_bytes(data[at : at + 8], "little")
-            if at + 8 + size > len(data):
-                break  # the rest of this event is still being written
-            name, event = pickle.loads(data[at + 8 : at + 8 + size])
-            getattr(listener, name)(event)
-            at += 8 + size
-        self.offset += at
+            self.offset += replay_lines(file.read(), listener)

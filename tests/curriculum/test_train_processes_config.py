@@ -18,7 +18,8 @@ def test_process_settings_are_bookkeeping(curriculum):
 
     model = ModelConfig(preset="tiny")
     one = TrainConfig(batch_size=8)
-    many = TrainConfig(batch_size=8, nproc=4, nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", threads=1)
+    many = TrainConfig(batch_size=8, nproc=4, nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", threads=1,
+                       dist_timeout_s=30)
     assert run_fingerprint(curriculum, model, one) == run_fingerprint(curriculum, model, many)
 
 

@@ -100,6 +100,42 @@ def test_a_cli_run_of_the_same_config_finds_everything_in_the_served_runs_cache(
     assert output.count("finished earlier (cached)") == 3
 
 
+@pytest.fixture(scope="module")
+def two_process_run(trained_run, served):
+    """The same served run with {"train.nproc": 2}: the data from trained_run's cache, training under torchrun."""
+    out_dir = trained_run.out_dir.with_name("run-2proc")
+    flow_run_id, result = trigger(served.server, "curriculum/simple", config_path=str(trained_run.config_path),
+                                  overrides={**TRAIN_OVERRIDES, "train.nproc": 2, "train.out_dir": str(out_dir)})
+    assert result.returncode == 0 and flow_run_id, result.stdout + result.stderr
+    return wait_for_run(served.server, flow_run_id, log=served.log_path, timeout=420), out_dir
+
+
+def _artifacts(server, flow_run_id) -> dict:
+    with api_client(server) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {artifact.key: artifact for artifact in found}
+
+
+def test_a_two_process_served_run_shows_what_a_one_process_run_shows(trained_run, two_process_run, served):
+    run, out_dir = two_process_run
+    assert run.state_name == "Completed", run.state_name
+    one, two = task_runs_of(served.server, trained_run.flow_run.id), task_runs_of(served.server, run.id)
+    assert sorted(two) == sorted(one)
+    assert all(task_run.state.is_completed() for task_run in two.values())
+    one_artifacts, two_artifacts = _artifacts(served.server, trained_run.flow_run.id), _artifacts(served.server, run.id)
+    # The data came from the first run's cache, so only the web stage (fetched every time) reports preparing.
+    preparing = {key for key in one_artifacts if key.startswith("tiny-prepare-")} - {"tiny-prepare-web"}
+    assert sorted(two_artifacts) == sorted(set(one_artifacts) - preparing)
+    for stage in STAGES:
+        assert two_artifacts[f"tiny-train-{stage}"].data == 100.0  # rank 0's progress reached the UI
+        rows_one = json.loads(one_artifacts[f"tiny-metrics-{stage}"].data)
+        rows_two = json.loads(two_artifacts[f"tiny-metrics-{stage}"].data)
+        assert [r["stage iteration"] for r in rows_two] == [r["stage iteration"] for r in rows_one] == [4, 8, 12]
+        for a, b in zip(rows_one, rows_two, strict=True):  # the same sequences, split over two processes
+            assert b["val loss"] == pytest.approx(a["val loss"], rel=1e-4)
+    assert (out_dir / "final" / "model.safetensors").is_file()
+
+
 @pytest.fixture()
 def own_server():
     server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-retry-server-")))

@@ -158,3 +158,39 @@ def test_two_processes_train_like_one(setup, reference):
         assert row["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-4)
     runtime = [json.loads(line) for line in (out / "runtime.jsonl").read_text().splitlines()]
     assert {r["world_size"] for r in runtime} == {2}
+
+
+def test_two_machines_run_the_same_command_and_only_the_first_prepares(setup, reference, tmp_path):
+    """Two "machines" (two flows, each with a Prefect of its own) meet at a rendezvous on 127.0.0.1. The second
+    starts first: it waits for the first's data, takes no folder lock and trains with it."""
+    import json
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = setup["base"] / "two-nodes"
+    nodes = [("--set", "train.nnodes=2", "--set", f"train.node_rank={rank}", "--set",
+              f"train.rdzv_endpoint=127.0.0.1:{port}", "--set", "train.threads=1") for rank in (0, 1)]
+    envs = [{**setup["env"], "PREFECT_HOME": str(tmp_path / f"prefect-{rank}")} for rank in (0, 1)]
+    second = subprocess.Popen(command(setup, out, *nodes[1]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=envs[1])
+    try:
+        first = subprocess.run(command(setup, out, *nodes[0]), capture_output=True, text=True, env=envs[0],
+                               timeout=600)
+        second_output, _ = second.communicate(timeout=300)
+    finally:
+        second.kill()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert second.returncode == 0, second_output[-3000:]
+    assert "✓ Curriculum 'tiny' trained" in first.stderr
+    assert "node 1: waiting for node 0" in second_output and "node 0's shards are ready (2 stages)" in second_output
+    assert "Cache:" not in second_output and "fetch-" not in second_output  # it prepared nothing
+    assert "✓ node 1 of 2: every stage trained" in second_output
+    assert (out / "nodes" / "node-1" / ".prefect-results").is_dir() and (out / "prepared.json").is_file()
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    ref_rows = [json.loads(line) for line in (setup["base"] / "reference-metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["stage_iter"]) for r in rows] == [(r["stage"], r["stage_iter"]) for r in ref_rows]
+    for row, ref in zip(rows, ref_rows, strict=True):
+        assert row["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-4)
