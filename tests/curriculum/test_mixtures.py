@@ -193,3 +193,30 @@ def test_a_mixed_stage_round_trips_through_its_dump(books):
     assert CurriculumStage.model_validate(stage.model_dump()) == stage
     assert CurriculumStage.model_validate_json(stage.model_dump_json()) == stage
     assert CurriculumStage.model_validate(stage.model_dump()).components() == stage.components()
+
+
+@pytest.mark.slow  # torchrun with two processes, three stages
+def test_two_processes_train_a_mixed_stage_like_one(kit, mixed_data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from curriculum.training.launch import train_stage_launched
+    from curriculum.training.run_dir import read_metrics
+    from curriculum.training.trainer import StageData
+    from data.shards import read_header
+
+    data_dir, curriculum = mixed_data
+    model = kit.TINY_MODEL.model_copy(update={"dropout": 0.0})  # dropout streams differ per rank
+    one = kit.TINY_TRAIN.model_copy(update={"eval_interval": 100, "checkpoint_interval": 100, "threads": 1})
+    two = one.model_copy(update={"nproc": 2})
+    kit.train_all_stages(curriculum, data_dir, model, one, tmp_path / "one", expect_tokenizer=kit.EXPECT)
+    tokens = {c.name: int(read_header(c.shard_path(data_dir, "train"))["n_tokens"]) for c in curriculum.components()}
+    for i in range(len(curriculum.stages)):
+        train_stage_launched(curriculum, i, StageData.for_stage(data_dir, curriculum, i), model, two,
+                             tmp_path / "two", train_tokens=tokens, expect_tokenizer=kit.EXPECT)
+    rows_one, rows_two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["iter_num"] for r in rows_two] == [r["iter_num"] for r in rows_one]
+    for a, b in zip(rows_one, rows_two, strict=True):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+    w1, w2 = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("one", "two"))
+    for name in w1:
+        np.testing.assert_allclose(w2[name], w1[name], rtol=1e-3, atol=1e-5, err_msg=name)
