@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 LOCAL_FILES = "local-files"
 CUSTOM_SCRAPE = "custom-scrape"
@@ -79,7 +79,7 @@ class CurriculumStage(BaseModel):
         description="A Hugging Face dataset id or folder, 'local-files' or 'custom-scrape' (or give `sources`).",
     )
     sources: list[StageSource] | None = Field(
-        None, min_length=2, description="A mixture instead of one dataset_key: sources with weights."
+        None, min_length=1, description="A mixture instead of one dataset_key: sources with weights."
     )
     block_size: PositiveInt = Field(description="Context length (tokens) trained at this stage.")
     n_epochs: PositiveInt | None = Field(
@@ -154,7 +154,10 @@ class CurriculumStage(BaseModel):
         if not isinstance(data, dict) or not isinstance(data.get("sources"), list) or len(data["sources"]) != 1:
             return data
         source = data["sources"][0]
-        source = source if isinstance(source, StageSource) else StageSource.model_validate(source)
+        try:
+            source = source if isinstance(source, StageSource) else StageSource.model_validate(source)
+        except ValidationError:
+            return data  # the field's own validation reports it, under stages.N.sources.0
         options = source.options()
         both = sorted(key for key in options if data.get(key) is not None)
         if both:

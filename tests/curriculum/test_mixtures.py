@@ -220,3 +220,15 @@ def test_two_processes_train_a_mixed_stage_like_one(kit, mixed_data, tmp_path):
     w1, w2 = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("one", "two"))
     for name in w1:
         np.testing.assert_allclose(w2[name], w1[name], rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ({"dataset_key": "roneneldan/TinyStories", "weight": -1}, "stages.0.sources.0.weight: Input should be greater"),
+    ({"dataset_key": "roneneldan/TinyStories", "weight": 1, "bogus": 2},
+     "stages.0.sources.0.bogus: unknown key 'bogus'; allowed keys here: name, dataset_key, weight"),
+])
+def test_a_one_source_mixture_reports_its_source_mistakes_where_they_are(source, expected):
+    from curriculum.config import validate_run_config
+
+    with pytest.raises(ConfigError, match=expected):
+        validate_run_config({"stages": [{"name": "a", "block_size": 8, "n_epochs": 1, "sources": [source]}]})
