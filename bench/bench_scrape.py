@@ -65,11 +65,12 @@ def extraction_ms(rows: list[CrawlRow], kind: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (one local host)")
+    parser.add_argument("--workers", type=int, default=1, help="sandboxed extraction workers (scrape.extract_workers)")
     args = parser.parse_args()
     web = SHARED / "corpora" / "web"
     files = sorted(p for p in (web / "html").rglob("*") if p.is_file()) + sorted((web / "pdf").glob("*.pdf"))
     config = ScrapeConfig(per_host_delay=0.0, per_host=args.concurrency, max_concurrency=args.concurrency,
-                          allow_private=["127.0.0.1"])
+                          allow_private=["127.0.0.1"], extract_workers=args.workers)
     with WebTestServer(SHARED) as server, tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp:
         urls = [server.file_url(str(p.relative_to(web))) for p in files]
         fetch_s = fetch_only(urls, config, Path(tmp))

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from curriculum.prepare_config import PrepareConfig
 from curriculum.stages import NAME_PATTERN, Curriculum
 from curriculum.training.config import TrainConfig
 from curriculum.training.schedule import check_batch_sizes, check_lr_transitions
@@ -31,6 +32,7 @@ class RunConfig(Curriculum):
     scrape: ScrapeConfig = Field(default_factory=ScrapeConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
 
     @model_validator(mode="after")
     def _default_folders(self) -> RunConfig:

@@ -30,6 +30,7 @@ examples:
   python flows/curriculum.py --type simple                     # prepare and train (resumes if interrupted)
   python flows/curriculum.py --config my.yaml --set train.max_iters=50 --set model.preset=tiny
   python flows/curriculum.py --type default --restart          # start over; the old run folder is kept aside
+  python flows/curriculum.py --type default --task-runner dask --workers 4   # prepare on a local Dask cluster
 
 offline: CURRICULUM_HUB_MIRROR=../shared/hub TIKTOKEN_CACHE_DIR=../shared/tiktoken
 """
@@ -55,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--nproc", metavar="N", help="training processes on this machine (train.nproc): a number, or auto = one per GPU"
     )
+    parser.add_argument(
+        "--task-runner", metavar="RUNNER",
+        help="where data preparation runs (prepare.task_runner): threads (default), dask (a local Dask cluster), "
+        "or a Dask scheduler's address, e.g. tcp://10.0.0.5:8786",
+    )
+    parser.add_argument(
+        "--workers", metavar="N", help="threads or local Dask workers that prepare at once (prepare.workers; "
+        "default: this machine's cores)",
+    )
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints (default)")
     resume.add_argument("--restart", action="store_true", help="start over; the old run folder is moved aside")
@@ -69,6 +79,10 @@ def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
         overrides["train.out_dir"] = args.out_dir
     if args.nproc:
         overrides["train.nproc"] = parse_value(args.nproc)
+    if args.task_runner:
+        overrides["prepare.task_runner"] = args.task_runner
+    if args.workers:
+        overrides["prepare.workers"] = parse_value(args.workers)
     # Validate here too, so a mistake is reported before Prefect starts anything.
     load_run_config(type=args.type, config_path=args.config, overrides=overrides)
     return {

@@ -114,8 +114,8 @@ def compare(
     check_comparable(config)  # before anything is prepared
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
     with hold_folder(compare_dir, "compare"):
-        with hold_folder(config.data_dir, "data"):
-            shards = prepare_stages(config)  # from the cache when prepared before: nothing is prepared twice
+        # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.
+        shards = prepare_stages(config)
         mixed = (mixed_record(shards, compare_dir / MIXED_SHARD, config.curriculum.max_block_size)
                  if "mixed" in arm_names else None)
         plans = plan_arms(config, shards, arm_names, match, mixed, evals)

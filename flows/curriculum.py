@@ -1,4 +1,5 @@
-"""The `curriculum` flow: prepare every stage's data, then train the stages in order.
+"""The `curriculum` flow: prepare every stage's data (stages side by side on the run's task runner) and train the
+stages in order, each as soon as its data and the stage before it are ready.
 
 Run it locally with `python flows/curriculum.py --type simple` (see --help), or serve it as the
 deployments `curriculum/simple` and `curriculum/default` (deployments/serve.py).
@@ -24,16 +25,20 @@ if __name__ == "__main__":
 
 import contextlib  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Literal  # noqa: E402
+from collections.abc import Generator, Iterable, Iterator  # noqa: E402
+from typing import Any, Literal, NamedTuple  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
+from prefect.futures import PrefectFuture  # noqa: E402
 from prefect.runtime import deployment, flow_run  # noqa: E402
+from prefect.task_runners import TaskRunner  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.node_handoff import clear_handoff, wait_for_handoff, write_handoff  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
-from curriculum.prepare import ShardsRecord, pin_hub_commit  # noqa: E402
+from curriculum.prepare import DocumentsRecord, ShardsRecord, TokensRecord, pin_hub_commit  # noqa: E402
+from curriculum.stages import CurriculumStage  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
 from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
@@ -48,8 +53,9 @@ from curriculum.training.run_dir import (  # noqa: E402
 from curriculum.training.schedule import plan_curriculum  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
-from tasks.caching import run_cached  # noqa: E402
+from tasks.caching import settle_cached, submit_cached, trusted_records  # noqa: E402
 from tasks.prepare import fetch, shard, tokenize  # noqa: E402
+from tasks.runners import prepare_task_runner  # noqa: E402
 from tasks.train import train  # noqa: E402
 from tasks.ui_publish import (  # noqa: E402
     data_summary_row,
@@ -108,22 +114,33 @@ def curriculum(
         restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
         if several_nodes:
             clear_handoff(config.out_dir.resolve())
-        with hold_folder(config.data_dir, "data"):
-            shards = prepare_stages(config)
-        summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         if prepare_only:
-            return summary
+            shards = prepare_stages(config)
+            return {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         fingerprint = run_fingerprint(config.curriculum, config.model, config.train)
         run_dir = prepare_run_dir(config.out_dir.resolve(), fingerprint, restart=restart, owner=flow_run.get_id())
-        if several_nodes:  # the other machines' flows wait for this (curriculum/node_handoff.py)
-            write_handoff(run_dir, fingerprint_hash(fingerprint), shards)
-        report_token_ledger(config, shards, run_dir)
-        results = train_stages(config, shards, run_dir)
+        # Each stage trains as soon as it and the stage before it are ready, while later stages still prepare.
+        shards = []
+        with contextlib.closing(prepared_stages(config)) as prepared:
+            ready: Iterable[ShardsRecord] = _kept(prepared, shards)
+            if several_nodes:  # the other machines' flows wait for every stage (curriculum/node_handoff.py)
+                get_run_logger().info("train.nnodes>1: training waits until every stage is prepared, then hands "
+                                      "the shard records to the other machines")
+                ready = list(ready)
+                write_handoff(run_dir, fingerprint_hash(fingerprint), shards)
+            results = train_stages(config, ready, run_dir, ledger_in=run_dir)
+        summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
     summary["final"] = str(run_dir / FINAL_DIR)
     print(f"✓ Curriculum '{config.name}' trained; final weights: {run_dir / FINAL_DIR / 'model.safetensors'}")
     return summary
+
+
+def _kept(records: Iterable[ShardsRecord], kept: list[ShardsRecord]) -> Iterator[ShardsRecord]:
+    for record in records:
+        kept.append(record)
+        yield record
 
 
 def follow_node_zero(config: RunConfig) -> dict[str, Any]:
@@ -173,56 +190,126 @@ def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
 def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
     """fetch -> tokenize -> shard for every stage (each source of a mixed stage as a stage of its own,
     CurriculumStage.components), each step from the cache when its input is unchanged."""
-    rows, shards = [], []
-    components = config.components()
-    for index, stage in enumerate(components):
-        print(stage_header(index, len(components), stage), flush=True)
-        data_dir = config.data_dir
-        documents, fetched = run_cached(
-            fetch, data_dir, stage=pin_hub_commit(stage, config.data, config.scrape), data=config.data,
-            scrape=config.scrape, run=config.name,
-        )
-        tokens, tokenized = run_cached(tokenize, data_dir, documents=documents, data=config.data, run=config.name)
-        record, sharded = run_cached(shard, data_dir, tokens=tokens, stage=stage, data=config.data)
-        cached = {"fetch": fetched, "tokenize": tokenized, "shard": sharded}
-        print(stage_data_summary(documents, record, cached, stage.n_items), flush=True)
-        get_run_logger().info(
-            "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
-            stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
-        )
-        if documents.crawl_report:
-            publish_crawl_report(config.name, stage.name, documents.crawl_report)
-        rows.append(data_summary_row(documents, record, cached))
-        shards.append(record)
-    publish_data_summary(config.name, rows)
-    return shards
+    return list(prepared_stages(config))
+
+
+class StageChain(NamedTuple):
+    """One stage's submitted steps, and the fetch step's parameters (to run it again if its cached files are gone)."""
+
+    stage: CurriculumStage
+    fetch: dict[str, Any]
+    documents: PrefectFuture[DocumentsRecord]
+    tokens: PrefectFuture[TokensRecord]
+    shards: PrefectFuture[ShardsRecord]
+
+
+def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
+    """Every stage's steps submitted at once to the run's task runner (prepare.task_runner), so stages prepare
+    side by side; their records come back in stage order, each as soon as its stage is ready (a mixed stage:
+    one per source, CurriculumStage.components). The data folder is locked until the last stage is prepared."""
+    rows = []
+    with hold_folder(config.data_dir, "data"), prepare_task_runner(config.prepare) as runner:
+        records = trusted_records(config.data_dir)
+        chains = [submit_stage(runner, records, stage, config) for stage in config.components()]
+        for index, chain in enumerate(chains):
+            record, row = settle_stage(records, index, chain, config)
+            rows.append(row)
+            yield record
+        publish_data_summary(config.name, rows)
+
+
+def submit_stage(runner: TaskRunner, records: Path, stage: CurriculumStage, config: RunConfig) -> StageChain:
+    """One stage's fetch -> tokenize -> shard, submitted: each step starts when the one before it is done."""
+    fetch_parameters: dict[str, Any] = {
+        "stage": pin_hub_commit(stage, config.data, config.scrape), "data": config.data, "scrape": config.scrape,
+        "run": config.name,
+    }
+    documents = submit_cached(fetch, records, runner, **fetch_parameters)
+    tokens = submit_cached(tokenize, records, runner, documents=documents, data=config.data, run=config.name)
+    shards = submit_cached(shard, records, runner, tokens=tokens, stage=stage, data=config.data)
+    return StageChain(stage, fetch_parameters, documents, tokens, shards)
+
+
+def settle_stage(records: Path, index: int, chain: StageChain, config: RunConfig) -> tuple[ShardsRecord, dict]:
+    """The stage's records once its steps are done (a cached step whose files are gone runs again), reported."""
+    stage = chain.stage
+    print(stage_header(index, len(config.components()), stage), flush=True)
+    fetched = settle_cached(chain.documents, fetch, records, **chain.fetch)
+    documents = fetched.record
+    tokenized = settle_cached(chain.tokens, tokenize, records, inputs_ran_again=fetched.ran_again,
+                              documents=documents, data=config.data, run=config.name)
+    sharded = settle_cached(chain.shards, shard, records, inputs_ran_again=tokenized.ran_again,
+                            tokens=tokenized.record, stage=stage, data=config.data)
+    record = sharded.record
+    cached = {"fetch": fetched.cached, "tokenize": tokenized.cached, "shard": sharded.cached}
+    print(stage_data_summary(documents, record, cached, stage.n_items), flush=True)
+    get_run_logger().info(
+        "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
+        stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
+    )
+    if documents.crawl_report:
+        publish_crawl_report(config.name, stage.name, documents.crawl_report)
+    return record, data_summary_row(documents, record, cached)
 
 
 def train_stages(
-    config: RunConfig, shards: list[ShardsRecord], run_dir: Path, results_in: Path | None = None
+    config: RunConfig, shards: Iterable[ShardsRecord], run_dir: Path, results_in: Path | None = None,
+    ledger_in: Path | None = None,
 ) -> list[StageResult]:
-    """One train task per stage, each after its shards and the previous stage's result; the task results are
-    kept in `results_in` (default: the run folder)."""
-    results: list[StageResult] = []
-    for index, stage in enumerate(config.stages):
-        result, cached = run_cached(
-            train, results_in or run_dir, stage_name=stage.name, curriculum=config.curriculum, stage_index=index,
-            shards=shards, model=config.model, train=config.train, run_dir=run_dir,
-            previous=results[-1] if results else None, run=config.name,
+    """One train task per stage, submitted as soon as its shards are ready, run after the previous stage's; the
+    task results are kept in `results_in` (default: the run folder); the token ledger is written into `ledger_in`
+    (node 0's flow: the run folder), reported before the stages it covers train.
+
+    With the per-stage LR schedule a stage needs only its own and the earlier stages' shards, so it trains
+    while later stages are still being prepared; the global schedule spans every stage's token count."""
+    every_stage = config.train.lr_schedule != "per-stage"
+    if every_stage and not isinstance(shards, list):
+        get_run_logger().info(
+            f"lr_schedule={config.train.lr_schedule}: training waits until every stage is prepared (the schedule "
+            "spans the token counts of all stages)"
         )
-        if cached:
-            print(f"[Stage {index + 1}/{len(config.stages)}] {stage.name}: finished earlier (cached), "
+        shards = list(shards)
+    if every_stage and ledger_in:  # every stage's length is known: the whole ledger, before any training
+        report_token_ledger(config, list(shards), ledger_in)
+    records = trusted_records(results_in or run_dir)
+    prepared: list[ShardsRecord] = []
+    submitted: list[tuple[PrefectFuture[StageResult], dict[str, Any]]] = []
+    coming = iter(shards)  # the stages' order; the next stage's shards may still be preparing
+    for index, stage in enumerate(config.stages):
+        prepared.extend(next(coming) for _ in stage.components())  # a mixed stage: one record per source
+        if not every_stage and ledger_in:  # this stage's rows, before it trains
+            report_token_ledger(config, prepared, ledger_in, upto=index)
+        parameters: dict[str, Any] = {
+            "stage_name": config.stages[index].name, "curriculum": config.curriculum, "stage_index": index,
+            "shards": list(shards) if every_stage else list(prepared), "model": config.model,
+            "train": config.train, "run_dir": run_dir, "run": config.name,
+        }
+        previous = submitted[-1][0] if submitted else None
+        submitted.append((submit_cached(train, records, previous=previous, **parameters), parameters))
+    results: list[StageResult] = []
+    ran_again = False
+    for index, (future, parameters) in enumerate(submitted):
+        trained = settle_cached(future, train, records, inputs_ran_again=ran_again,
+                                previous=results[-1] if results else None, **parameters)
+        result, ran_again = trained.record, trained.ran_again
+        if trained.cached:
+            print(f"[Stage {index + 1}/{len(config.stages)}] {config.stages[index].name}: finished earlier (cached), "
                   f"val loss {result.val_loss:.4f}")
         results.append(result)
     return results
 
 
-def report_token_ledger(config: RunConfig, shards: list[ShardsRecord], run_dir: Path) -> None:
-    """Tokens planned vs trained per stage and source, before any training: printed, saved, shown in the UI."""
-    plans = plan_curriculum(config.curriculum, {s.stage: s.train_tokens for s in shards}, config.train)
+def report_token_ledger(
+    config: RunConfig, shards: list[ShardsRecord], run_dir: Path, upto: int | None = None
+) -> None:
+    """Tokens planned vs trained per stage and source: printed, saved, shown in the UI, with a warning for a stage
+    that repeats its data too often. Every stage at once (upto None), or the stages so far and printed only
+    stage `upto`'s rows: with the per-stage schedule a stage trains while later ones are still being prepared."""
+    plans = plan_curriculum(config.curriculum, {s.stage: s.train_tokens for s in shards}, config.train, upto=upto)
     rows = token_ledger(config.curriculum, plans)
-    print(ledger_table(rows), flush=True)
-    for warning in repetition_warnings(rows, config.train.max_repetition):
+    shown = rows if upto is None else [row for row in rows if row.stage == config.stages[upto].name]
+    print(ledger_table(shown), flush=True)
+    for warning in repetition_warnings(shown, config.train.max_repetition):
         get_run_logger().warning(warning)
     write_ledger(run_dir, rows, config.train.max_repetition)
     publish_token_ledger(config.name, rows)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from prefect import Task, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner
 
 from data.checksums import json_sha256
 from tasks.result_storage import set_aside_untrusted_records
@@ -77,10 +80,56 @@ def run_cached(task: Task[..., R], storage: str | Path, **parameters: Any) -> tu
     A record from the cache is trusted only if its files are still whole; otherwise the step runs
     again (refresh_cache overwrites the stale record) instead of failing later.
     """
+    records = trusted_records(storage)
+    state = task.with_options(result_storage=records)(**parameters, return_state=True)
+    return _checked(task, records, state, parameters)
+
+
+def trusted_records(storage: str | Path) -> Path:
+    """The records folder of `storage`, with every record we did not write set aside. Call it before submitting
+    steps, never while they run: a record being written would look untrusted."""
     records = results_dir(storage)
     set_aside_untrusted_records(records)  # never let Prefect deserialize a record we did not write
+    return records
+
+
+def submit_cached(
+    task: Task[..., R], records: Path, runner: TaskRunner | None = None, wait_for: Iterable[Any] | None = None,
+    **parameters: Any,
+) -> PrefectFuture[R]:
+    """Submit `task` with its results under `records` (from trusted_records) to `runner`, or to the flow's own
+    task runner; futures among `parameters` are resolved by Prefect before the step runs."""
     bound = task.with_options(result_storage=records)
-    state = bound(**parameters, return_state=True)
+    if runner is None:
+        return bound.submit(**parameters, wait_for=wait_for)
+    return runner.submit(bound, parameters, wait_for)
+
+
+class Settled(NamedTuple):
+    record: Any
+    cached: bool  # the record came from the cache
+    ran_again: bool  # the step ran again here, so the steps that took its submitted result must too
+
+
+def settle_cached(
+    future: PrefectFuture[R], task: Task[..., R], records: Path, *, inputs_ran_again: bool = False, **parameters: Any
+) -> Settled:
+    """The record of a submitted step, as run_cached would give it: a cached record whose files are missing or
+    damaged runs the step again. `inputs_ran_again`: an input of the step was run again after the step was
+    submitted; the step runs again on the new input (`parameters`, settled records), whatever its future gave."""
+    future.wait()
+    if inputs_ran_again:
+        # A step that ran on the stale input may have stored a wrong record under the right key: replace it. One
+        # that came from the cache never saw that input, and its record is as trustworthy as any.
+        ran_on_stale_input = future.state.name != "Cached"
+        bound = task.with_options(result_storage=records, refresh_cache=ran_on_stale_input)
+        record, cached = _checked(task, records, bound(**parameters, return_state=True), parameters)
+        return Settled(record, cached, True)
+    record, cached = _checked(task, records, future.state, parameters)
+    return Settled(record, cached, not cached and future.state.name == "Cached")
+
+
+def _checked(task: Task[..., R], records: Path, state: State, parameters: dict[str, Any]) -> tuple[R, bool]:
     record = state.result()
     if state.name != "Cached":
         return record, False
@@ -89,5 +138,5 @@ def run_cached(task: Task[..., R], storage: str | Path, **parameters: Any) -> tu
     get_run_logger().warning(
         "cached result of %s points to files that are missing or damaged; running it again", task.name
     )
-    state = bound.with_options(refresh_cache=True)(**parameters, return_state=True)
-    return state.result(), False
+    bound = task.with_options(result_storage=records, refresh_cache=True)
+    return bound(**parameters, return_state=True).result(), False

@@ -94,6 +94,8 @@ def train_stage_launched(
 
 def _run_torchrun(command: list[str], folder: Path, listener: TrainListener, world_size: int) -> None:
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", PYTHONUNBUFFERED="1")
+    # N processes share the cores: idle OpenMP threads sleep rather than spin (flows/environment.py says why).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     root = str(Path(__file__).resolve().parents[2])  # workers import this checkout, wherever they start
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     log_path, printed_path = folder / LOG_FILE, folder / PRINTED_FILE

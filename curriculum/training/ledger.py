@@ -34,10 +34,12 @@ class LedgerRow:
 
 
 def token_ledger(curriculum: Curriculum, plans: list[StagePlan]) -> list[LedgerRow]:
-    """One row per stage, or per source of a mixed stage: a source's share of the stage's planned and trained
-    tokens is its weight's share (as its windows are drawn, up to the rounding batches.MixedWindows describes)."""
+    """One row per stage planned (every stage, or the first ones), or per source of a mixed stage: a source's
+    share of the stage's planned and trained tokens is its weight's share (as its windows are drawn, up to the
+    rounding batches.MixedWindows describes)."""
     rows = []
-    for stage, plan in zip(curriculum.stages, plans, strict=True):
+    for plan in plans:
+        stage = curriculum.stages[plan.stage_index]
         if plan.tokens_budget is not None:
             length, planned = f"a budget of {plan.tokens_budget:,} tokens", plan.tokens_budget
         else:

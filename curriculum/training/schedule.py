@@ -163,19 +163,24 @@ def plan_stage(
     )
 
 
-def plan_curriculum(curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig) -> list[StagePlan]:
+def plan_curriculum(
+    curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig, upto: int | None = None
+) -> list[StagePlan]:
     """One plan per stage; `train_tokens` maps every stage name (a mixed stage: each of its components' names,
-    CurriculumStage.components) to its train token count."""
-    missing = [stage.name for stage in curriculum.components() if stage.name not in train_tokens]
+    CurriculumStage.components) to its train token count. With `upto` and the per-stage LR schedule, only stages
+    0..upto: a stage can then train before later stages are prepared (a schedule over the whole curriculum,
+    'global' or 'wsd', needs every stage's length)."""
+    stages = curriculum.stages if upto is None or cfg.lr_schedule != "per-stage" else curriculum.stages[: upto + 1]
+    missing = [c.name for stage in stages for c in stage.components() if c.name not in train_tokens]
     if missing:
         raise ValueError(
             f"train_tokens has no count for stage(s) {missing}; give the train token count of every stage "
-            f"(the n_tokens of each train shard header), stages: {[s.name for s in curriculum.stages]}"
+            f"(the n_tokens of each train shard header), stages: {[s.name for s in stages]}"
         )
     check_lr_transitions(curriculum, cfg)
     return [
         plan_stage(curriculum, i, train_tokens if stage.sources else int(train_tokens[stage.name]), cfg)
-        for i, stage in enumerate(curriculum.stages)
+        for i, stage in enumerate(stages)
     ]
 
 

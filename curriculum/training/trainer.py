@@ -84,7 +84,8 @@ def train_stage(
 ) -> StageResult:
     """Train stage `stage_index` to its end checkpoint (see the module docstring) and return its result.
 
-    `train_tokens` maps every stage name to its train token count (the global LR schedule spans all stages);
+    `train_tokens` maps each stage name to its train token count: every stage under the global LR schedule
+    (which spans them all), stages 0..stage_index under the per-stage one;
     `expect_tokenizer` (e.g. {"tokenizer": "r50k_base", "vocab_size": 50257}) must match every shard header.
     Every check (block sizes, settings, shards, checkpoints) runs before anything is written. After the last
     stage, `<run_dir>/final/` holds the final weights and config.json.
@@ -156,7 +157,7 @@ def resolve_stage_start(
     model_cfg = resolve_model_config(curriculum, model_cfg)
     fingerprint = run_fingerprint(curriculum, model_cfg, train_cfg)
     check_run_dir(run_dir, fingerprint)
-    plans = plan_curriculum(curriculum, train_tokens, train_cfg)
+    plans = plan_curriculum(curriculum, train_tokens, train_cfg, upto=stage_index)
     previous_end = resume.previous_end(run_dir, curriculum, stage_index, fingerprint)
     resolved = ResolvedStart(
         curriculum=curriculum, stage_index=stage_index, model_cfg=model_cfg, fingerprint=fingerprint, plans=plans,

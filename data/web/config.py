@@ -48,7 +48,12 @@ class ScrapeConfig(BaseModel):
     max_html_bytes: PositiveInt = Field(10_000_000, description="Cap on a decoded HTML body.")
     max_pdf_bytes: PositiveInt = Field(50_000_000, description="Cap on a decoded PDF body.")
     extract_timeout: PositiveFloat = Field(30.0, description="Seconds one document's extraction may take.")
-    extract_memory_mb: PositiveInt = Field(1024, description="Memory cap of the extraction worker.")
+    extract_memory_mb: PositiveInt = Field(1024, description="Memory cap of each extraction worker.")
+    extract_workers: PositiveInt | None = Field(
+        None,
+        description="Sandboxed extraction workers of a stage, each a process with the caps above; the documents "
+        "and their order are the same whatever the number. Default: the cores of the machine that runs it.",
+    )
     max_pdf_pages: PositiveInt = Field(
         500, description="PDFs with more pages are skipped (too-many-pages): a bound against hostile files."
     )

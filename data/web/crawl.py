@@ -51,6 +51,11 @@ class BackgroundCrawl:
                 self._cond.wait()
             return self._results.pop(index)
 
+    def has_result(self, index: int) -> bool:
+        """Whether `result(index)` would return without waiting (or raise)."""
+        with self._cond:
+            return index in self._results or self._error is not None or self._done
+
     def close(self) -> None:
         """Stops fetching (e.g. the stage has its n_items documents) and waits for the thread to end."""
         with self._cond:

@@ -1,21 +1,24 @@
 """The `custom-scrape` source: fetched pages and PDFs, plus saved ones under `paths:`, as documents.
 
 Documents come in a fixed order, the URL list's and then the saved files' (sorted), whatever order
-fetches finish in. Extraction runs in a killable worker (data.extract.sandbox) so one hostile file can
-neither crash nor hang the stage. Every input ends as one row of the crawl report; every input left out
-also goes to the SkipReport with its reason.
+fetches or extractions finish in. Extraction runs in killable workers (data.extract.sandbox, scrape.extract_workers
+of them) so one hostile file can neither crash nor hang the stage. Every input ends as one row of the crawl
+report; every input left out also goes to the SkipReport with its reason.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from data.documents import Document, SkipReport
-from data.extract.sandbox import ExtractionPool
+from data.extract.sandbox import Extracted, ExtractionPool
 from data.web.cache import ResponseCache
 from data.web.config import ScrapeConfig
 from data.web.crawl import BackgroundCrawl
@@ -65,35 +68,55 @@ class WebReader:
         kept: dict[str, str] = {}  # normalised-text hash -> id of the first document with that text
         urls, files = self.url_list.urls, self.files
         stopped_early = False
+        workers = self.config.extract_workers or os.cpu_count() or 1
+        pending: collections.deque[tuple[CrawlRow, Future[Extracted]]] = collections.deque()
         try:
             with ExtractionPool(
                 timeout=self.config.extract_timeout,
                 memory_mb=self.config.extract_memory_mb,
                 max_pdf_pages=self.config.max_pdf_pages,
-                workers=1,
-            ) as pool, BackgroundCrawl(urls, self.config, self.cache_dir) as crawl:
+                workers=workers,
+            ) as pool, ThreadPoolExecutor(workers) as extractors, BackgroundCrawl(urls, self.config,
+                                                                                 self.cache_dir) as crawl:
+                # Up to `workers` inputs are extracted at once; their results are taken in input order (so
+                # documents, duplicates and the report do not depend on which finishes first), and only a few
+                # bodies wait in memory.
+
+                def submit(row: CrawlRow, body: bytes, kind: str, url: str | None, charset: str | None) -> None:
+                    pending.append((row, extractors.submit(pool.extract, body, kind=kind, url=url, charset=charset)))
+
+                def ready(limit: int) -> Iterator[Document]:
+                    while len(pending) > limit:
+                        row, future = pending.popleft()
+                        doc = self._document(row.item, future.result(), row, kept, report)
+                        if doc is not None:
+                            yield doc
+
                 cache = ResponseCache(self.cache_dir)
                 for index in range(len(urls)):
+                    if not crawl.has_result(index):
+                        yield from ready(0)  # a slow fetch: what was read so far goes out before waiting on it
                     fetched = crawl.result(index)
                     row = _fetch_row(fetched)
                     rows.append(row)
                     body = self._cached_body(cache, fetched, row, report)
                     if body is not None:
                         assert fetched.kind is not None  # an "ok" fetch, the only one with a body, has its kind
-                        doc = self._document(pool, fetched.url, body, fetched.kind, fetched.final_url,
-                                             fetched.charset, row, kept, report)
-                        if doc is not None:
-                            yield doc
+                        submit(row, body, fetched.kind, fetched.final_url, fetched.charset)
+                        yield from ready(2 * workers)
                 for local in files:
                     row = CrawlRow(str(local.path), "path", "ok")
                     rows.append(row)
                     loaded = self._read_local(local, row, report)
                     if loaded is not None:
-                        doc = self._document(pool, row.item, loaded[0], loaded[1], None, None, row, kept, report)
-                        if doc is not None:
-                            yield doc
+                        submit(row, loaded[0], loaded[1], None, None)
+                        yield from ready(2 * workers)
+                yield from ready(0)
         except GeneratorExit:
             stopped_early = True  # the consumer has enough (n_items): not an error
+            for row, future in pending:  # read, but the stage needs no more documents
+                future.cancel()
+                row.status, row.reason, row.detail = "skipped", "not-read", "the stage had its n_items documents first"
             raise
         finally:
             listed = {row.item for row in rows}
@@ -153,19 +176,9 @@ class WebReader:
         return body, verdict.kind
 
     def _document(
-        self,
-        pool: ExtractionPool,
-        item: str,
-        body: bytes,
-        kind: str,
-        url: str | None,
-        charset: str | None,
-        row: CrawlRow,
-        kept: dict[str, str],
-        report: SkipReport,
+        self, item: str, result: Extracted, row: CrawlRow, kept: dict[str, str], report: SkipReport
     ) -> Document | None:
         """Extracted text as a document, unless extraction refused it, it is near-empty or a repeat."""
-        result = pool.extract(body, kind=kind, url=url, charset=charset)
         row.extract_seconds = round(result.seconds, 3)
         if result.text is None:
             _drop(row, report, "skipped", result.reason or "extract-failed", result.detail)

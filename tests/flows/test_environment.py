@@ -41,10 +41,10 @@ def test_importing_the_flow_and_serve_sets_no_environment():
 
 
 def test_set_run_environment_keeps_values_already_set_and_can_leave_the_heartbeat_out():
-    environ = {"PREFECT_LOGGING_EXTRA_LOGGERS": "mine"}
+    environ = {"PREFECT_LOGGING_EXTRA_LOGGERS": "mine", "OMP_WAIT_POLICY": "ACTIVE"}
     set_run_environment(environ, heartbeat=False)
-    assert environ == {"PREFECT_LOGGING_EXTRA_LOGGERS": "mine"}
+    assert environ == {"PREFECT_LOGGING_EXTRA_LOGGERS": "mine", "OMP_WAIT_POLICY": "ACTIVE"}
     environ = {}
     set_run_environment(environ)
     assert environ == {"PREFECT_LOGGING_EXTRA_LOGGERS": "curriculum,data,model,tasks",
-                       "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+                       "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "OMP_WAIT_POLICY": "PASSIVE"}

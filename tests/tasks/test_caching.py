@@ -17,7 +17,17 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from curriculum.prepare import DocumentsRecord
 from data.atomic import sha256_file
-from tasks.caching import RESULTS_DIRNAME, hash_key, keyed_by, results_dir, run_cached, step_code_hash
+from tasks.caching import (
+    RESULTS_DIRNAME,
+    hash_key,
+    keyed_by,
+    results_dir,
+    run_cached,
+    settle_cached,
+    step_code_hash,
+    submit_cached,
+    trusted_records,
+)
 
 # ---- keys -------------------------------------------------------------------------------------------------
 
@@ -121,3 +131,44 @@ def test_an_identity_of_none_runs_the_step_every_time(storage):
     done = run_steps(storage, [("hello", "a.txt", False), ("hello", "a.txt", False), ("hello", "a.txt", True)])
     assert done == [("a.txt", False), ("a.txt", False), ("a.txt", False)]
     assert RAN == ["a.txt"] * 3
+
+
+# ---- submitted steps ---------------------------------------------------------------------------------------
+
+
+@task(name="copy-text", cache_key_fn=keyed_by(lambda p: [p["source"].sha256, p["suffix"]], "data.atomic"),
+      persist_result=True, result_serializer="json")
+def copy_text(source: DocumentsRecord, suffix: str) -> DocumentsRecord:
+    """A step that reads the file of the record before it: it fails when that file is gone."""
+    RAN.append(f"copy{suffix}")
+    text = source.path.read_text() + suffix
+    path = source.path.with_name(f"copy{suffix}.txt")
+    path.write_text(text)
+    return DocumentsRecord(stage="probe", path=path, sha256=sha256_file(path), n_documents=1, n_chars=len(text),
+                           skipped={}, notes=[])
+
+
+@flow(name="caching-probe-submitted")
+def run_chain(storage: Path, suffix: str) -> list[tuple[bool, bool]]:
+    """write-text -> copy-text submitted as a chain (the second takes the first's future), then settled in order;
+    returns (came from cache, ran again) of each."""
+    records = trusted_records(storage)
+    first = submit_cached(write_text, records, text="hello", path=storage / "a.txt")
+    second = submit_cached(copy_text, records, source=first, suffix=suffix)
+    one = settle_cached(first, write_text, records, text="hello", path=storage / "a.txt")
+    two = settle_cached(second, copy_text, records, inputs_ran_again=one.ran_again, source=one.record, suffix=suffix)
+    assert two.record.path.read_text() == f"hello{suffix}"
+    return [(one.cached, one.ran_again), (two.cached, two.ran_again)]
+
+
+def test_a_submitted_chain_whose_cached_first_step_lost_its_file_runs_again_from_there(storage):
+    storage.mkdir()
+    assert run_chain(storage, "-1") == [(False, False), (False, False)]
+    assert run_chain(storage, "-1") == [(True, False), (True, False)]
+    (storage / "a.txt").write_text("edited by hand")
+    # The first step hits the cache but its file changed, so it runs again. The second (a new key) was submitted
+    # with the stale record: whatever it made of it (the edited text, or the restored one if it ran later), it runs
+    # again on the new record and its stored record is replaced, so the next run's cache hit is the right text.
+    assert run_chain(storage, "-2") == [(False, True), (False, True)]
+    assert run_chain(storage, "-2") == [(True, False), (True, False)]  # run_chain checks the text each time
+    assert RAN[:3] == ["a.txt", "copy-1", "a.txt"] and RAN[-1] == "copy-2"
