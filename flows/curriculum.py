@@ -286,6 +286,11 @@ def train_stages(
         }
         previous = submitted[-1][0] if submitted else None
         submitted.append((submit_cached(train, records, previous=previous, **parameters), parameters))
+    # Run the records' source to its end: prepared_stages publishes the data summary and unlocks the data folder
+    # after its last record, which the loop above takes without asking for one more.
+    for extra in coming:
+        names = [c.name for c in config.components()]
+        raise ValueError(f"shard record of {extra.stage!r} beyond the curriculum's stages {names}")
     results: list[StageResult] = []
     ran_again = False
     for index, (future, parameters) in enumerate(submitted):
