@@ -63,7 +63,7 @@ def config_paths(config: RunConfig) -> Iterator[tuple[str, str]]:
     yield "train.out_dir", str(config.out_dir)
     if config.data.hub_mirror is not None:
         yield "data.hub_mirror", str(config.data.hub_mirror)
-    for stage in config.stages:
+    for stage in config.components():  # a mixed stage's sources each as a stage
         prefix = f"stages.{stage.name}"
         for index, location in enumerate(stage.files or ()):
             yield f"{prefix}.files[{index}]", glob_base(location)
@@ -71,10 +71,10 @@ def config_paths(config: RunConfig) -> Iterator[tuple[str, str]]:
             yield f"{prefix}.paths[{index}]", location
         if stage.urls_file:
             yield f"{prefix}.urls_file", stage.urls_file
-        if source_kind(stage.dataset_key) == "hugging-face" and _names_a_folder(stage.dataset_key):
-            yield f"{prefix}.dataset_key", stage.dataset_key
+        if source_kind(stage.data_key) == "hugging-face" and _names_a_folder(stage.data_key):
+            yield f"{prefix}.dataset_key", stage.data_key
             if config.data.hub_mirror is not None:  # a key that is no folder here is looked up under the mirror
-                yield f"{prefix}.dataset_key", str(Path(config.data.hub_mirror).expanduser() / stage.dataset_key)
+                yield f"{prefix}.dataset_key", str(Path(config.data.hub_mirror).expanduser() / stage.data_key)
 
 
 def glob_base(pattern: str) -> str:

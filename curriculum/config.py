@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from curriculum.prepare_config import PrepareConfig
 from curriculum.stages import NAME_PATTERN, Curriculum
 from curriculum.training.config import TrainConfig
+from curriculum.training.schedule import check_batch_sizes, check_lr_transitions
 from data.config import DataConfig
 from data.web.config import ScrapeConfig
 from model.config import ModelConfig
@@ -41,6 +42,14 @@ class RunConfig(Curriculum):
             self.__dict__["data"] = self.data.model_copy(update={"data_dir": Path("out/data") / self.name})
         if self.train.out_dir is None:
             self.__dict__["train"] = self.train.model_copy(update={"out_dir": Path("out/runs") / self.name})
+        return self
+
+    @model_validator(mode="after")
+    def _stages_fit_training(self) -> RunConfig:
+        # Settings that join a stage with the train section: each stage's batch size (tokens_per_step) and
+        # its lr transition (which needs a schedule over the whole curriculum).
+        check_batch_sizes(self, self.train)
+        check_lr_transitions(self, self.train)
         return self
 
     @property
@@ -123,12 +132,22 @@ def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
         field = model.model_fields.get(part)
         if field is None:
             return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ()) or (annotation,)
-        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = _model_in(field.annotation)
         if model is None:
             return []
     return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, also inside `X | None` and `list[X]`."""
+    for arg in getattr(annotation, "__args__", ()) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        if getattr(arg, "__args__", None):
+            nested = _model_in(arg)
+            if nested is not None:
+                return nested
+    return None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""The loss curve of a whole curriculum: train and val loss per evaluation, stage boundaries marked.
+"""The loss curve of a whole curriculum: train and val loss per evaluation, stage boundaries marked, and the
+learning rate on a second axis (its transitions at stage boundaries: rewarm, anneal, a wsd decay).
 
 Plain matplotlib on the Agg canvas (no display, no pyplot state shared between threads), from the rows the
-trainer appends to `<run_dir>/metrics.jsonl` (keys used here: stage, iter_num, train_loss, val_loss).
+trainer appends to `<run_dir>/metrics.jsonl` (keys used here: stage, iter_num, train_loss, val_loss, and lr
+where rows have it).
 """
 
 from __future__ import annotations
@@ -84,7 +86,19 @@ def render_loss_curve(
     axes.set_ylabel("loss")
     axes.set_title(title, pad=18)
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper right")
+    handles, labels = axes.get_legend_handles_labels()
+    lr_rows = [row for row in rows if row.get("lr") is not None]
+    if lr_rows:
+        # The LR of the step before each evaluation; a second scale, since it is orders of magnitude below a loss.
+        lr_axes = axes.twinx()
+        (line,) = lr_axes.plot([int(row["iter_num"]) for row in lr_rows], [float(row["lr"]) for row in lr_rows],
+                               label="learning rate", color="tab:green", linestyle=":", marker=".", markersize=3)
+        lr_axes.set_ylabel("learning rate")
+        lr_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        lr_axes.set_ylim(bottom=0)
+        handles.append(line)
+        labels.append("learning rate")
+    axes.legend(handles, labels, loc="upper right")
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt)
     return buffer.getvalue()

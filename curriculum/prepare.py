@@ -36,9 +36,9 @@ def work_dir(data_cfg: DataConfig, stage: CurriculumStage) -> Path:
 
 
 def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:
-    if stage.dataset_key == LOCAL_FILES:
+    if stage.data_key == LOCAL_FILES:
         return TextFilesReader(stage.files, stage=stage.name)
-    if stage.dataset_key == CUSTOM_SCRAPE:
+    if stage.data_key == CUSTOM_SCRAPE:
         from data.web.source import WebReader
 
         return WebReader(
@@ -50,7 +50,7 @@ def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: Scrape
             report_path=data_cfg.resolved_data_dir / "reports" / f"crawl_{stage.name}.json",
         )
     return HuggingFaceReader(
-        stage.dataset_key,
+        stage.data_key,
         split=stage.split,
         text_field=stage.text_field,
         revision=stage.revision,
@@ -136,7 +136,7 @@ def fetch_stage(
 ) -> DocumentsRecord:
     """Read the stage's source into a documents file named by its content, counting what was skipped and why."""
     pause_point("fetch", 0, 0)
-    report = SkipReport(source=stage.dataset_key)
+    report = SkipReport(source=stage.data_key)
     path, summary = write_documents_by_content(
         reader.documents(report), work_dir(data_cfg, stage), n_items=stage.n_items, on_progress=on_progress
     )

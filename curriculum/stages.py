@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 LOCAL_FILES = "local-files"
 CUSTOM_SCRAPE = "custom-scrape"
@@ -21,6 +21,7 @@ SOURCE_OPTIONS = {
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Where a stage's input lives on this machine. Cache keys and run fingerprints use the content instead.
 LOCATION_FIELDS = ("files", "urls_file", "paths")
+SOURCE_FIELDS = tuple(option for options in SOURCE_OPTIONS.values() for option in options)
 
 
 def artifact_name(name: str) -> str:
@@ -34,6 +35,33 @@ def source_kind(dataset_key: str) -> str:
     return dataset_key if dataset_key in (LOCAL_FILES, CUSTOM_SCRAPE) else "hugging-face"
 
 
+class StageSource(BaseModel):
+    """One source of a mixed stage (CurriculumStage.sources): any kind a stage reads, with its own options and a
+    weight. Each is fetched, tokenized and sharded on its own, as a stage of its own would be."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(
+        None, pattern=NAME_PATTERN, description="Label in the source's file names; default s1, s2, ... in order."
+    )
+    dataset_key: str = Field(min_length=1, description="As a stage's: a Hugging Face id or folder, 'local-files' "
+                             "or 'custom-scrape'.")
+    weight: float = Field(gt=0, allow_inf_nan=False, description="Share of the stage's training windows, relative "
+                          "to the other sources' weights.")
+    n_items: PositiveInt | None = None
+    text_field: str = Field("text", min_length=1)
+    split: str = Field("train", min_length=1)
+    revision: str | None = None
+    files: list[str] | None = None
+    urls: list[str] = Field(default_factory=list)
+    urls_file: str | None = None
+    paths: list[str] = Field(default_factory=list)
+
+    def options(self) -> dict[str, Any]:
+        """The stage fields this source sets (name and weight are the mixture's)."""
+        return self.model_dump(exclude={"name", "weight"}, exclude_unset=True)
+
+
 class CurriculumStage(BaseModel):
     """One stage: which data, at which block size, for how many epochs.
 
@@ -45,16 +73,34 @@ class CurriculumStage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="Stage name; used in file names and run names.")
-    dataset_key: str = Field(
+    dataset_key: str | None = Field(
+        None,
         min_length=1,
-        description="A Hugging Face dataset id or folder, 'local-files' or 'custom-scrape'.",
+        description="A Hugging Face dataset id or folder, 'local-files' or 'custom-scrape' (or give `sources`).",
+    )
+    sources: list[StageSource] | None = Field(
+        None, min_length=1, description="A mixture instead of one dataset_key: sources with weights."
     )
     block_size: PositiveInt = Field(description="Context length (tokens) trained at this stage.")
-    n_epochs: PositiveInt = Field(description="Passes over this stage's training tokens.")
+    n_epochs: PositiveInt | None = Field(
+        None, description="Passes over this stage's training tokens (give this or `tokens`)."
+    )
+    tokens: PositiveInt | None = Field(
+        None, description="Training tokens of this stage instead of n_epochs: the data repeats or is cut to fit."
+    )
     dataset_suffix: str = Field("pretrain", pattern=NAME_PATTERN, description="Suffix of the shard file names.")
     n_items: PositiveInt | None = Field(None, description="Take the first N documents; None takes all.")
     max_iters: PositiveInt | None = Field(
         None, description="Cap on this stage's optimizer steps (with train.max_iters, the lower cap wins)."
+    )
+    batch_size: PositiveInt | None = Field(
+        None, description="Sequences per micro-batch of this stage, instead of train.batch_size / tokens_per_step."
+    )
+    lr: Literal["continue", "rewarm", "anneal"] | None = Field(
+        None,
+        description="At this stage's start, with train.lr_schedule 'global' or 'wsd': 'continue' the schedule "
+        "(the default), 'rewarm' (a linear warmup over train.warmup_iters back to it) or 'anneal' (decay "
+        "linearly to train.min_lr over this stage).",
     )
     # Hugging Face options
     text_field: str = Field("text", min_length=1, description="Column that holds the document text.")
@@ -73,7 +119,53 @@ class CurriculumStage(BaseModel):
 
     @property
     def source_kind(self) -> str:
-        return source_kind(self.dataset_key)
+        return source_kind(self.dataset_key or "")
+
+    @property
+    def data_key(self) -> str:
+        """The dataset_key of a stage that reads one source, as every component does."""
+        if self.dataset_key is None:
+            raise ValueError(f"stage {self.name!r} mixes sources: prepare each of its components() instead")
+        return self.dataset_key
+
+    @property
+    def weights(self) -> list[float]:
+        return [source.weight for source in self.sources] if self.sources else [1.0]
+
+    def components(self) -> list[CurriculumStage]:
+        """What data preparation runs for this stage: itself, or one stage per source of a mixture, named
+        `{stage}.{source name or s1, s2, ...}`, whose files are `train_{stage}.{source}_{suffix}.bin` and
+        `val_...`. A component is a plain stage, so its fetch and tokenize steps are cached on the source's
+        content like any stage's: a source two stages (or two curricula) share is fetched and tokenized once."""
+        if not self.sources:
+            return [self]
+        return [
+            CurriculumStage(
+                name=f"{self.name}.{source.name or f's{k}'}", block_size=self.block_size, n_epochs=self.n_epochs,
+                tokens=self.tokens, dataset_suffix=self.dataset_suffix, **source.options(),
+            )
+            for k, source in enumerate(self.sources, 1)
+        ]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source_is_the_plain_form(cls, data: Any) -> Any:
+        # A mixture of one source is the stage written without `sources`: the same stage, cache keys and files.
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), list) or len(data["sources"]) != 1:
+            return data
+        source = data["sources"][0]
+        try:
+            source = source if isinstance(source, StageSource) else StageSource.model_validate(source)
+        except ValidationError:
+            return data  # the field's own validation reports it, under stages.N.sources.0
+        options = source.options()
+        both = sorted(key for key in options if data.get(key) is not None)
+        if both:
+            raise ValueError(
+                f"stage {data.get('name')!r} sets {', '.join(both)} both on the stage and on its source; "
+                "with `sources`, give the source options on each source"
+            )
+        return {key: value for key, value in data.items() if key != "sources"} | options
 
     @property
     def shard_name(self) -> str:
@@ -86,7 +178,46 @@ class CurriculumStage(BaseModel):
         return Path(data_dir) / f"{split}_{self.shard_name}.bin"
 
     @model_validator(mode="after")
+    def _one_length(self) -> CurriculumStage:
+        if self.n_epochs is not None and self.tokens is not None:
+            raise ValueError(
+                f"stage {self.name!r} gives both n_epochs={self.n_epochs} and tokens={self.tokens:,}; a stage's "
+                "length is one of them: n_epochs (passes over its data) or tokens (a budget; the data repeats or "
+                "is cut to fit)"
+            )
+        if self.n_epochs is None and self.tokens is None:
+            raise ValueError(
+                f"stage {self.name!r} has no length: give n_epochs (passes over its data, e.g. n_epochs: 1) "
+                "or tokens (a training token budget, e.g. tokens: 1000000)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_kind_of_data(self) -> CurriculumStage:
+        if self.sources is None:
+            if self.dataset_key is None:
+                raise ValueError(
+                    f"stage {self.name!r} reads nothing: give dataset_key (a Hugging Face id or folder, 'local-files' "
+                    "or 'custom-scrape') or sources (a list of them, each with a weight)"
+                )
+            return self
+        given = [option for option in ("dataset_key", "n_items", *SOURCE_FIELDS)
+                 if getattr(self, option) != type(self).model_fields[option].get_default(call_default_factory=True)]
+        if given:
+            raise ValueError(
+                f"stage {self.name!r} has sources, and also {', '.join(given)} of its own: with sources, each "
+                "source gives its dataset_key and options"
+            )
+        labels = [source.name or f"s{k}" for k, source in enumerate(self.sources, 1)]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"stage {self.name!r} has sources named alike ({labels}); give each a distinct name")
+        self.components()  # each source's options are checked as a stage's are
+        return self
+
+    @model_validator(mode="after")
     def _options_match_source(self) -> CurriculumStage:
+        if self.sources is not None:
+            return self
         kind = self.source_kind
         for other_kind, options in SOURCE_OPTIONS.items():
             if other_kind == kind:
@@ -133,7 +264,7 @@ class Curriculum(BaseModel):
         and from stage `a_b`), not even on a file system that ignores case, nor a UI artifact key."""
         shards: dict[str, CurriculumStage] = {}
         keys: dict[str, CurriculumStage] = {}
-        for stage in stages:
+        for stage in (component for whole in stages for component in whole.components()):
             shard = stage.shard_name.casefold()
             if shard in shards:
                 other = shards[shard]
@@ -152,6 +283,10 @@ class Curriculum(BaseModel):
                 )
             keys[key] = stage
         return stages
+
+    def components(self) -> list[CurriculumStage]:
+        """Every stage's data preparation units in order (CurriculumStage.components)."""
+        return [component for stage in self.stages for component in stage.components()]
 
     @property
     def max_block_size(self) -> int:

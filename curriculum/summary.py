@@ -27,8 +27,8 @@ def stage_header(index: int, total: int, stage: CurriculumStage) -> str:
         f"[Stage {index + 1}/{total}] {stage.name}\n"
         f"  Dataset: {stage.dataset_key}\n"
         f"  Block size: {stage.block_size}\n"
-        f"  Epochs: {stage.n_epochs}\n"
-        f"  Items: {items}"
+        + (f"  Epochs: {stage.n_epochs}\n" if stage.tokens is None else f"  Tokens: {stage.tokens:,}\n")
+        + f"  Items: {items}"
     )
 
 
@@ -48,5 +48,6 @@ def stage_data_summary(
     ]
     if documents.crawl_report:
         lines.append(f"  Crawl report: {documents.crawl_report}")
-    lines.append(f"  ✓ Stage '{documents.stage}' dataset created")
+    # The shards' stage: the documents may be a cached record another stage fetched (a shared source).
+    lines.append(f"  ✓ Stage '{shards.stage}' dataset created")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from curriculum.compare.arms import (  # noqa: E402
     ARMS,
     EVAL_POINTS,
     MIXED_SHARD,
+    check_comparable,
     check_match,
     parse_arms,
     plan_arms,
@@ -110,6 +111,7 @@ def compare(
     if roots is not None:
         confine_paths(config, roots)
     resolve_model_config(config.curriculum, config.model)
+    check_comparable(config)  # before anything is prepared
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
     with hold_folder(compare_dir, "compare"):
         # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.

@@ -40,6 +40,7 @@ from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import DocumentsRecord, ShardsRecord, TokensRecord, pin_hub_commit  # noqa: E402
 from curriculum.stages import CurriculumStage  # noqa: E402
 from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
+from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
     fingerprint_hash,
@@ -49,6 +50,7 @@ from curriculum.training.run_dir import (  # noqa: E402
     run_fingerprint,
     run_owner,
 )
+from curriculum.training.schedule import plan_curriculum  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
 from tasks.caching import settle_cached, submit_cached, trusted_records  # noqa: E402
@@ -61,6 +63,7 @@ from tasks.ui_publish import (  # noqa: E402
     publish_data_summary,
     publish_loss_curve,
     publish_run_summary,
+    publish_token_ledger,
     run_summary_markdown,
 )
 
@@ -125,7 +128,7 @@ def curriculum(
                                       "the shard records to the other machines")
                 ready = list(ready)
                 write_handoff(run_dir, fingerprint_hash(fingerprint), shards)
-            results = train_stages(config, ready, run_dir)
+            results = train_stages(config, ready, run_dir, ledger_in=run_dir)
         summary: dict[str, Any] = {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         publish_results(config, run_dir, shards, results)
     summary["stages"] = [r.model_dump(mode="json") for r in results]
@@ -185,7 +188,8 @@ def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
 
 
 def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
-    """fetch -> tokenize -> shard for every stage, each step from the cache when its input is unchanged."""
+    """fetch -> tokenize -> shard for every stage (each source of a mixed stage as a stage of its own,
+    CurriculumStage.components), each step from the cache when its input is unchanged."""
     return list(prepared_stages(config))
 
 
@@ -201,12 +205,12 @@ class StageChain(NamedTuple):
 
 def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
     """Every stage's steps submitted at once to the run's task runner (prepare.task_runner), so stages prepare
-    side by side; their records come back in stage order, each as soon as its stage is ready. The data folder
-    is locked until the last stage is prepared."""
+    side by side; their records come back in stage order, each as soon as its stage is ready (a mixed stage:
+    one per source, CurriculumStage.components). The data folder is locked until the last stage is prepared."""
     rows = []
     with hold_folder(config.data_dir, "data"), prepare_task_runner(config.prepare) as runner:
         records = trusted_records(config.data_dir)
-        chains = [submit_stage(runner, records, stage, config) for stage in config.stages]
+        chains = [submit_stage(runner, records, stage, config) for stage in config.components()]
         for index, chain in enumerate(chains):
             record, row = settle_stage(records, index, chain, config)
             rows.append(row)
@@ -229,7 +233,7 @@ def submit_stage(runner: TaskRunner, records: Path, stage: CurriculumStage, conf
 def settle_stage(records: Path, index: int, chain: StageChain, config: RunConfig) -> tuple[ShardsRecord, dict]:
     """The stage's records once its steps are done (a cached step whose files are gone runs again), reported."""
     stage = chain.stage
-    print(stage_header(index, len(config.stages), stage), flush=True)
+    print(stage_header(index, len(config.components()), stage), flush=True)
     fetched = settle_cached(chain.documents, fetch, records, **chain.fetch)
     documents = fetched.record
     tokenized = settle_cached(chain.tokens, tokenize, records, inputs_ran_again=fetched.ran_again,
@@ -249,25 +253,32 @@ def settle_stage(records: Path, index: int, chain: StageChain, config: RunConfig
 
 
 def train_stages(
-    config: RunConfig, shards: Iterable[ShardsRecord], run_dir: Path, results_in: Path | None = None
+    config: RunConfig, shards: Iterable[ShardsRecord], run_dir: Path, results_in: Path | None = None,
+    ledger_in: Path | None = None,
 ) -> list[StageResult]:
     """One train task per stage, submitted as soon as its shards are ready, run after the previous stage's; the
-    task results are kept in `results_in` (default: the run folder).
+    task results are kept in `results_in` (default: the run folder); the token ledger is written into `ledger_in`
+    (node 0's flow: the run folder), reported before the stages it covers train.
 
     With the per-stage LR schedule a stage needs only its own and the earlier stages' shards, so it trains
     while later stages are still being prepared; the global schedule spans every stage's token count."""
-    every_stage = config.train.lr_schedule == "global"
+    every_stage = config.train.lr_schedule != "per-stage"
     if every_stage and not isinstance(shards, list):
         get_run_logger().info(
-            "lr_schedule=global: training waits until every stage is prepared (the schedule spans the token "
-            "counts of all stages)"
+            f"lr_schedule={config.train.lr_schedule}: training waits until every stage is prepared (the schedule "
+            "spans the token counts of all stages)"
         )
         shards = list(shards)
+    if every_stage and ledger_in:  # every stage's length is known: the whole ledger, before any training
+        report_token_ledger(config, list(shards), ledger_in)
     records = trusted_records(results_in or run_dir)
     prepared: list[ShardsRecord] = []
     submitted: list[tuple[PrefectFuture[StageResult], dict[str, Any]]] = []
-    for index, record in enumerate(shards):  # the stages' order; the next stage's shards may still be preparing
-        prepared.append(record)
+    coming = iter(shards)  # the stages' order; the next stage's shards may still be preparing
+    for index, stage in enumerate(config.stages):
+        prepared.extend(next(coming) for _ in stage.components())  # a mixed stage: one record per source
+        if not every_stage and ledger_in:  # this stage's rows, before it trains
+            report_token_ledger(config, prepared, ledger_in, upto=index)
         parameters: dict[str, Any] = {
             "stage_name": config.stages[index].name, "curriculum": config.curriculum, "stage_index": index,
             "shards": list(shards) if every_stage else list(prepared), "model": config.model,
@@ -275,6 +286,11 @@ def train_stages(
         }
         previous = submitted[-1][0] if submitted else None
         submitted.append((submit_cached(train, records, previous=previous, **parameters), parameters))
+    # Run the records' source to its end: prepared_stages publishes the data summary and unlocks the data folder
+    # after its last record, which the loop above takes without asking for one more.
+    for extra in coming:
+        names = [c.name for c in config.components()]
+        raise ValueError(f"shard record of {extra.stage!r} beyond the curriculum's stages {names}")
     results: list[StageResult] = []
     ran_again = False
     for index, (future, parameters) in enumerate(submitted):
@@ -288,15 +304,33 @@ def train_stages(
     return results
 
 
+def report_token_ledger(
+    config: RunConfig, shards: list[ShardsRecord], run_dir: Path, upto: int | None = None
+) -> None:
+    """Tokens planned vs trained per stage and source: printed, saved, shown in the UI, with a warning for a stage
+    that repeats its data too often. Every stage at once (upto None), or the stages so far and printed only
+    stage `upto`'s rows: with the per-stage schedule a stage trains while later ones are still being prepared."""
+    plans = plan_curriculum(config.curriculum, {s.stage: s.train_tokens for s in shards}, config.train, upto=upto)
+    rows = token_ledger(config.curriculum, plans)
+    shown = rows if upto is None else [row for row in rows if row.stage == config.stages[upto].name]
+    print(ledger_table(shown), flush=True)
+    for warning in repetition_warnings(shown, config.train.max_repetition):
+        get_run_logger().warning(warning)
+    write_ledger(run_dir, rows, config.train.max_repetition)
+    publish_token_ledger(config.name, rows)
+
+
 def publish_results(config: RunConfig, run_dir: Path, shards: list[ShardsRecord], results: list[StageResult]) -> None:
     """The loss curve (PNG in the run folder and in the UI) and the run summary."""
     curve = save_loss_curve(read_metrics(run_dir), run_dir / LOSS_CURVE_FILE, title=f"curriculum {config.name}")
     publish_loss_curve(config.name, curve)
+    train_tokens = {s.stage: s.train_tokens for s in shards}
     stages = [
-        {"stage": r.stage, "block size": s.block_size, "train tokens": s.train_tokens, "iterations": r.iters,
+        {"stage": r.stage, "block size": stage.block_size,
+         "train tokens": sum(train_tokens[c.name] for c in stage.components()), "iterations": r.iters,
          "tokens seen": r.tokens_seen, "train loss": r.train_loss, "val loss": r.val_loss,
          "forgetting": r.forgetting, "checkpoint": str(r.checkpoint)}
-        for r, s in zip(results, shards, strict=True)
+        for r, stage in zip(results, config.stages, strict=True)
     ]
     markdown = run_summary_markdown(config, git_commit=git_commit(), stages=stages,
                                     final_dir=run_dir / FINAL_DIR, loss_curve=curve)

@@ -54,11 +54,12 @@ def train(
     run: str = "run",
 ) -> StageResult:
     """Train one stage; `previous` (the earlier stage's result) only orders the tasks and keys the cache:
-    the trainer finds the earlier stage's end checkpoint in the run folder itself. `run` names artifacts."""
+    the trainer finds the earlier stage's end checkpoint in the run folder itself. `run` names artifacts.
+    `shards`: one record per component of every stage (Curriculum.components: a mixed stage has one per source)."""
     bar = TerminalProgress()
     ui = TrainMonitor(run, [s.name for s in curriculum.stages], read_metrics(run_dir))
-    mine = shards[stage_index]
-    data = stage_data(shards, stage_index)
+    data = stage_data(curriculum, shards, stage_index)
+    mine = next(s for s in shards if s.train_path == data.train)
     # Several processes (train.nproc, train.nnodes): torchrun runs the stage, its rank 0 events reach these listeners.
     run_it = train_stage_launched if train.distributed() else train_stage
     try:
@@ -72,10 +73,20 @@ def train(
         bar.close()
 
 
-def stage_data(shards: list[ShardsRecord], stage_index: int) -> StageData:
+def stage_data(curriculum: Curriculum, shards: list[ShardsRecord], stage_index: int) -> StageData:
     """The shards stage `stage_index` reads, each with the checksum its record (and so this task's key) holds."""
-    mine = shards[stage_index]
-    keyed = {str(s.val_path): s.val_sha256 for s in shards[: stage_index + 1]}
-    keyed[str(mine.train_path)] = mine.train_sha256
-    return StageData(train=mine.train_path, val=mine.val_path,
-                     earlier_val={s.stage: s.val_path for s in shards[:stage_index]}, sha256=keyed)
+    records = {record.stage: record for record in shards}
+    stages = curriculum.stages
+    parts = {stage.name: [records[c.name] for c in stage.components()] for stage in stages[: stage_index + 1]}
+    mine = parts[stages[stage_index].name]
+    keyed = {str(s.val_path): s.val_sha256 for part in parts.values() for s in part}
+    keyed |= {str(s.train_path): s.train_sha256 for s in mine}
+    mixed = bool(stages[stage_index].sources)
+    return StageData(
+        train=mine[0].train_path, val=mine[0].val_path,
+        earlier_val={s.name: parts[s.name][0].val_path for s in stages[:stage_index]}, sha256=keyed,
+        train_sources={s.stage: s.train_path for s in mine} if mixed else {},
+        val_sources={s.stage: s.val_path for s in mine} if mixed else {},
+        earlier_val_sources={s.name: {r.stage: r.val_path for r in parts[s.name]}
+                             for s in stages[:stage_index] if s.sources},
+    )

@@ -11,6 +11,7 @@ Artifact keys (lowercase letters, digits, dashes) start with the run name, e.g. 
     simple-crawl-<stage>     table: the crawl report of a web stage, one row per URL or file
     simple-metrics-<stage>   table: training metrics at each evaluation of a stage
     simple-forgetting        table: after each stage, the val loss on every stage's val set
+    simple-token-ledger      table: per stage and source, tokens planned and trained, epochs realised
     simple-loss-curve        markdown: the loss-curve PNG, inline
     simple-summary           markdown: resolved config, git commit, per-stage results, final weights
 Progress bars and metrics tables belong to the task run that builds them (train-<stage>); the other tables and
@@ -29,6 +30,7 @@ import yaml
 
 from curriculum.prepare import DocumentsRecord, ShardsRecord
 from curriculum.summary import cache_use, skipped_by_reason
+from curriculum.training.ledger import LedgerRow
 from curriculum.training.types import MetricsRow, StageResult, StageStart, StepInfo, TrainListener
 from data.web.report import read_crawl_report
 from data.web.urls import redact_all
@@ -61,7 +63,7 @@ def data_summary_row(
 ) -> dict[str, Any]:
     """One row of the data summary: documents, train/val tokens, skipped inputs by reason, cache use."""
     row = {
-        "stage": documents.stage,
+        "stage": shards.stage,  # (documents may be a record another stage with the same source fetched)
         "documents": documents.n_documents,
         "train documents": shards.train_documents,
         "val documents": shards.val_documents,
@@ -204,6 +206,14 @@ class TrainMonitor(TrainListener):
 def publish_data_summary(run: str, rows: Sequence[Mapping[str, Any]]) -> None:
     publish_table(artifact_key(run, "data-summary"), rows,
                   "Data per stage: documents, train/val tokens, skipped inputs by reason")
+
+
+def publish_token_ledger(run: str, rows: Sequence[LedgerRow]) -> None:
+    table = [{"stage": row.stage, "source": row.source, "length": row.length, "tokens planned": row.tokens_planned,
+              "tokens trained": row.tokens_trained, "source tokens": row.source_tokens,
+              "epochs realised": row.epochs_realised, "capped by max_iters": row.capped} for row in rows]
+    publish_table(artifact_key(run, "token-ledger"), table,
+                  "Token ledger: per stage and source, tokens planned and trained, epochs realised (repetition)")
 
 
 def publish_crawl_report(run: str, stage: str, report_path: str | Path) -> None:

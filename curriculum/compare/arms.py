@@ -26,7 +26,7 @@ from curriculum.config import ConfigError, RunConfig
 from curriculum.prepare import ShardsRecord
 from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.config import TrainConfig
-from curriculum.training.schedule import plan_curriculum
+from curriculum.training.schedule import plan_curriculum, stage_batch_size
 from model.config import ModelConfig
 
 ARMS = ("curriculum", "flat", "mixed", "lengths")
@@ -104,12 +104,23 @@ def check_match(match: str) -> Match:
     return match  # type: ignore[return-value]
 
 
+def check_comparable(config: RunConfig) -> None:
+    """The arms are built from one train shard per stage: a mixed stage (sources) has several."""
+    mixed = [stage.name for stage in config.stages if stage.sources]
+    if mixed:
+        raise ConfigError(
+            f"compare: stage(s) {mixed} mix several sources, and the comparison's arms read one train shard per "
+            "stage; compare mixtures as separate curriculum runs (python flows/curriculum.py --config ...) for now"
+        )
+
+
 def plan_arms(
     config: RunConfig, shards: list[ShardsRecord], arms: list[str], match: Match, mixed: ShardsRecord | None = None,
     eval_points: int = EVAL_POINTS,
 ) -> list[ArmPlan]:
     """Every arm of `arms` over `shards` (one record per stage, in order); `mixed` is the record of the mixed
     shard (mixed_record), needed when `arms` holds 'mixed'; each run evaluates about `eval_points` times."""
+    check_comparable(config)
     if len(config.stages) < 2:
         raise ConfigError(
             f"a comparison needs a curriculum of at least 2 stages; {config.name!r} has {len(config.stages)}"
@@ -118,7 +129,6 @@ def plan_arms(
     model = config.model.with_block_size(curriculum.max_block_size)
     vocab = shards[-1].vocab_size
     train = config.train.model_copy(update={"out_dir": None})
-    seqs = train.batch_size * train.grad_accum
     plans = plan_curriculum(curriculum, {s.stage: s.train_tokens for s in shards}, train)
     reference = [
         ArmStage(stage=stage, data=stage.name, train_path=record.train_path, train_sha256=record.train_sha256,
@@ -137,6 +147,7 @@ def plan_arms(
         last stage's val set as its val_loss (the target)."""
         stages, done = [], 0.0
         for (stage, data, record), share_end in zip(parts, _cumulative(budget), strict=True):
+            seqs = stage_batch_size(stage, train) * train.grad_accum
             per_iter = seqs * stage.block_size * (1.0 if match == "tokens" else flops_per_token(model, vocab,
                                                                                                 stage.block_size))
             iters = max(1, round((share_end - done) / per_iter))
@@ -148,7 +159,8 @@ def plan_arms(
                     f"block_size+1={stage.block_size + 1}; prepare more data for stage {record.stage!r}"
                 )
             epochs = max(1, math.ceil(iters * seqs / windows))
-            stage = stage.model_copy(update={"n_epochs": epochs, "max_iters": iters})
+            # The iteration cap is the arm's length: a token budget of the stage it copies would be another.
+            stage = stage.model_copy(update={"n_epochs": epochs, "tokens": None, "max_iters": iters})
             stages.append(ArmStage(
                 stage=stage, data=data, train_path=record.train_path, train_sha256=record.train_sha256,
                 train_tokens=record.train_tokens, val_path=last_record.val_path, val_sha256=last_record.val_sha256,

@@ -72,12 +72,108 @@ class TrainWindows:
         return windows_to_batch(self.tokens, self.window_ids(stage_iter, micro_step), self.block_size, device)
 
 
+class MixedWindows(TrainWindows):
+    """TrainWindows over several sources (a mixed stage), each drawn in proportion to its weight.
+
+    The stream's samples are dealt in blocks of MIX_BLOCK: block b holds each source's share of the block (its
+    weight's share, rounded by largest remainder, so every block holds a source within one sample of its
+    weight), shuffled by a permutation seeded by (seed, stage_index, MIX_STREAM, b). A source's samples read
+    its own stream of windows, epoch after epoch, each epoch a permutation seeded by (seed, stage_index, source
+    number, epoch). Every batch is a pure function of the iteration, as TrainWindows' is: resume needs nothing
+    more, and with several processes each rank takes its slice of the same global batch.
+    """
+
+    MIX_BLOCK = 1024
+    MIX_STREAM = 0x6D6978  # a seed word of its own, so the deal never reuses a source's permutation seeds
+
+    def __init__(
+        self,
+        sources: list[np.ndarray],
+        weights: list[float],
+        block_size: int,
+        batch_size: int,
+        grad_accum: int,
+        seed: int,
+        stage_index: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        super().__init__(sources[0], block_size, batch_size, grad_accum, seed, stage_index, rank, world_size)
+        self.sources = sources
+        self.source_windows = [max(tokens.size - 1, 0) // block_size for tokens in sources]
+        self.windows = sum(self.source_windows)
+        shares = np.asarray(weights, dtype=np.float64) / float(np.sum(weights)) * self.MIX_BLOCK
+        counts = np.floor(shares).astype(np.int64)
+        for k in np.argsort(-(shares - counts), kind="stable")[: self.MIX_BLOCK - int(counts.sum())]:
+            counts[k] += 1
+        self.block_counts = counts
+        self._deal_block = -1
+        self._deal: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self._source_orders: dict[int, tuple[int, np.ndarray]] = {}
+
+    def _deal_of(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source of each sample of the block, how many samples of that source the block dealt before it)."""
+        if block != self._deal_block:
+            rng = np.random.default_rng((self.seed, self.stage_index, self.MIX_STREAM, block))
+            source = rng.permutation(np.repeat(np.arange(len(self.sources)), self.block_counts))
+            before = np.zeros(source.size, dtype=np.int64)
+            for k in range(len(self.sources)):
+                mine = source == k
+                before[mine] = np.arange(int(mine.sum()))
+            self._deal, self._deal_block = (source, before), block
+        return self._deal
+
+    def _source_order(self, k: int, epoch: int) -> np.ndarray:
+        cached = self._source_orders.get(k)
+        if cached is None or cached[0] != epoch:
+            rng = np.random.default_rng((self.seed, self.stage_index, k + 1, epoch))
+            cached = (epoch, rng.permutation(self.source_windows[k]))
+            self._source_orders[k] = cached
+        return cached[1]
+
+    def source_ids(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source, window id within it) of the stream's samples first .. first+count-1."""
+        sources = np.empty(count, dtype=np.int64)
+        ids = np.empty(count, dtype=np.int64)
+        for i, sample in enumerate(range(first, first + count)):
+            block, at = divmod(sample, self.MIX_BLOCK)
+            source, before = self._deal_of(block)
+            k = int(source[at])
+            n = block * int(self.block_counts[k]) + int(before[at])  # this source's sample number
+            sources[i] = k
+            ids[i] = self._source_order(k, n // self.source_windows[k])[n % self.source_windows[k]]
+        return sources, ids
+
+    def window_ids(self, stage_iter: int, micro_step: int) -> np.ndarray:
+        raise TypeError("a mixed stage's windows come from several sources: use source_ids()")
+
+    def batch(self, stage_iter: int, micro_step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        first = stage_iter * self.seqs_per_iter + micro_step * self.batch_size + self.rank * self.rank_batch
+        sources, ids = self.source_ids(first, self.rank_batch)
+        rows = np.stack([self.sources[k][i * self.block_size : i * self.block_size + self.block_size + 1]
+                         for k, i in zip(sources, ids, strict=True)]).astype(np.int64)  # (B, T+1)
+        return _to_device(rows, device)
+
+    def position(self, stage_iter: int) -> dict[str, int]:
+        position = super().position(stage_iter)
+        sample = position["sample"]
+        block, at = divmod(sample, self.MIX_BLOCK)
+        source, _ = self._deal_of(block)
+        for k in range(len(self.sources)):  # samples each source has given so far
+            position[f"source_{k + 1}_samples"] = block * int(self.block_counts[k]) + int((source[:at] == k).sum())
+        return position
+
+
 def windows_to_batch(
     tokens: np.ndarray, window_ids: np.ndarray, block_size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs x and targets y (shifted by one), each (B, T), from windows starting at id * block_size."""
     starts = window_ids * block_size
     rows = np.stack([tokens[s : s + block_size + 1] for s in starts]).astype(np.int64)  # (B, T+1)
+    return _to_device(rows, device)
+
+
+def _to_device(rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     xy = torch.from_numpy(rows)
     if device.type == "cuda":
         xy = xy.pin_memory().to(device, non_blocking=True)  # overlaps the copy with the previous step

@@ -14,6 +14,7 @@ BOOKKEEPING_FIELDS = frozenset(
         "out_dir", "eval_interval", "eval_iters", "checkpoint_interval", "keep_checkpoints", "device",
         # How many processes train, and where: the data order is global, so any world size continues a run.
         "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads", "dist_timeout_s",
+        "max_repetition",  # only warns
     }
 )
 
@@ -26,13 +27,22 @@ class TrainConfig(BaseModel):
         8, description="Sequences per micro-batch, over all training processes together (each takes its share)."
     )
     grad_accum: PositiveInt = Field(1, description="Micro-batches per optimizer step.")
+    tokens_per_step: PositiveInt | None = Field(
+        None,
+        description="Tokens per optimizer step at every stage: each stage's batch_size (sequences) becomes "
+        "tokens_per_step / (block_size * grad_accum), which must be whole. None: train.batch_size everywhere.",
+    )
     learning_rate: PositiveFloat = Field(6e-4, description="Peak learning rate.")
     min_lr: float = Field(6e-5, ge=0, description="Learning rate at the end of the cosine decay.")
     warmup_iters: NonNegativeInt = Field(20, description="Linear warmup iterations of each schedule.")
-    lr_schedule: Literal["per-stage", "global"] = Field(
+    lr_schedule: Literal["per-stage", "global", "wsd"] = Field(
         "per-stage",
         description="'per-stage': warmup and cosine restart at each stage; "
-        "'global': one schedule over the whole curriculum.",
+        "'global': one warmup + cosine over the whole curriculum; 'wsd': warmup, stable at learning_rate, then a "
+        "linear decay to min_lr over the last decay_fraction of the whole curriculum.",
+    )
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="'wsd' schedule: the share of the curriculum's iterations spent decaying."
     )
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay of matrices (not biases or norms).")
     beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
@@ -40,6 +50,9 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0 disables.")
     max_iters: PositiveInt | None = Field(
         None, description="Cap on optimizer steps per stage (smoke runs); None trains every epoch."
+    )
+    max_repetition: PositiveFloat = Field(
+        4.0, description="Warn before training when a stage repeats its data more than this many times."
     )
     eval_interval: PositiveInt = Field(100, description="Evaluate every N iterations (and at stage end).")
     eval_iters: PositiveInt = Field(10, description="Batches per evaluation.")

@@ -3,6 +3,7 @@
     <run_dir>/run.json          fingerprint of the curriculum, model and training settings; git commit
     <run_dir>/runtime.jsonl     one row per training session: device, dtype, compile, torch version, threads
     <run_dir>/metrics.jsonl     one row per evaluation, in training order (the loss curve across stages)
+    <run_dir>/token_ledger.json per stage and source: tokens planned and trained, epochs realised (ledger.py)
     <run_dir>/checkpoints/...   see curriculum/training/checkpoints.py
     <run_dir>/final/            the last stage's weights and config.json, for sampling and evaluation
 """
@@ -44,20 +45,33 @@ def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: T
     model = model_cfg.with_block_size(curriculum.max_block_size)
     return {
         "curriculum": {  # stage `urls` may carry `user:password@`: run.json keeps them redacted
-            stage.name: redact_all(
-                stage.model_dump(mode="json", exclude=set(LOCATION_FIELDS) | _unset_later_fields(stage))
-            )
+            stage.name: redact_all(stage.model_dump(mode="json", exclude=_fingerprint_exclude(stage)))
             for stage in curriculum.stages
         },
         "stage_order": [stage.name for stage in curriculum.stages],
         "model": model.model_dump(mode="json", exclude={"preset"}),
-        "train": train_cfg.model_dump(mode="json", exclude=set(BOOKKEEPING_FIELDS)),
+        "train": train_cfg.model_dump(
+            mode="json", exclude=set(BOOKKEEPING_FIELDS) | _unused_later_train_fields(train_cfg)
+        ),
     }
 
 
-def _unset_later_fields(stage: CurriculumStage) -> set[str]:
-    """Stage fields added after run folders existed, left out while unset: older folders still resume."""
-    return {"max_iters"} if stage.max_iters is None else set()
+def _fingerprint_exclude(stage: CurriculumStage) -> dict[str, Any]:
+    """Locations (the stage's and each source's), and stage fields added after run folders existed while they
+    are unset, so older folders still resume."""
+    exclude: dict[str, Any] = {name: True for name in LOCATION_FIELDS}
+    exclude |= {name: True for name in ("max_iters", "tokens", "batch_size", "lr", "sources")
+                if getattr(stage, name) is None}
+    if stage.sources:
+        exclude["sources"] = {"__all__": set(LOCATION_FIELDS)}
+    return exclude
+
+
+def _unused_later_train_fields(train_cfg: TrainConfig) -> set[str]:
+    """Training settings added after run folders existed, left out while they change nothing (unset, or for
+    another schedule): older folders still resume."""
+    unused = set() if train_cfg.tokens_per_step is not None else {"tokens_per_step"}
+    return unused if train_cfg.lr_schedule == "wsd" else unused | {"decay_fraction"}
 
 
 def fingerprint_hash(fingerprint: dict[str, Any]) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
-from curriculum.stages import Curriculum
+from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.config import TrainConfig
 
 
@@ -16,19 +17,26 @@ class StagePlan:
     The train tokens are cut into `windows` non-overlapping windows of block_size+1 tokens (inputs and
     shifted targets; neighbouring windows share one token, so every token is a target once per epoch).
     Epochs are consecutive seeded permutations of those windows, read as one stream, so a batch may span
-    two epochs; the stage trains floor(n_epochs * windows / seqs_per_iter) iterations, which leaves out
-    fewer than one iteration's windows of the last epoch.
+    two epochs; a stage of n_epochs trains floor(n_epochs * windows / seqs_per_iter) iterations, which leaves
+    out fewer than one iteration's windows of the last epoch. A stage of a token budget (`tokens`) trains
+    round(tokens / tokens_per_iter) iterations (at least one): its budget within half an iteration, the
+    stream repeating its windows or stopping part-way through an epoch as needed.
     """
 
     stage: str
     stage_index: int
     block_size: int
-    n_epochs: int
+    n_epochs: int | None  # None: the stage's length is a token budget
+    tokens_budget: int | None  # the stage's `tokens`
+    batch_size: int  # sequences per micro-batch of this stage (stage_batch_size)
     train_tokens: int
     windows: int
     seqs_per_iter: int  # batch_size * grad_accum
-    epoch_iters: int  # iterations of n_epochs
+    epoch_iters: int  # iterations of n_epochs (or of the token budget)
     total_iters: int  # epoch_iters, capped by train.max_iters
+    # A mixed stage's windows per source (component name -> windows); `windows` is their sum, an epoch one pass
+    # over all of them. Empty for a stage of one source.
+    source_windows: dict[str, int] = field(default_factory=dict)
 
     @property
     def iters_per_epoch(self) -> float:
@@ -38,21 +46,104 @@ class StagePlan:
     def tokens_per_iter(self) -> int:
         return self.seqs_per_iter * self.block_size
 
+    @property
+    def tokens_trained(self) -> int:
+        return self.total_iters * self.tokens_per_iter
+
+    @property
+    def epochs_realised(self) -> float:
+        """Passes over the stage's windows its iterations make: above 1, the data repeats."""
+        return self.total_iters * self.seqs_per_iter / self.windows
+
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg: TrainConfig) -> StagePlan:
+def stage_batch_size(stage: CurriculumStage, cfg: TrainConfig) -> int:
+    """Sequences per micro-batch of `stage`: its own batch_size, else the one train.tokens_per_step gives at its
+    block size (it must divide exactly, so every step sees the same tokens), else train.batch_size."""
+    if stage.batch_size is not None:
+        return stage.batch_size
+    if cfg.tokens_per_step is None:
+        return cfg.batch_size
+    per_sequence = stage.block_size * cfg.grad_accum
+    if cfg.tokens_per_step % per_sequence:
+        raise ValueError(
+            f"train.tokens_per_step={cfg.tokens_per_step:,} does not divide by stage {stage.name!r}'s block_size x "
+            f"grad_accum = {stage.block_size} x {cfg.grad_accum} = {per_sequence:,}: its batch would not be a whole "
+            f"number of sequences; make tokens_per_step a multiple of {per_sequence:,} (and of every other stage's), "
+            f"or give this stage its own size (--set stages.{stage.name}.batch_size=N)"
+        )
+    return cfg.tokens_per_step // per_sequence
+
+
+def check_batch_sizes(curriculum: Curriculum, cfg: TrainConfig) -> list[int]:
+    """Every stage's batch size; ValueError naming the stage if one is not whole, or does not split over the
+    training processes (when their number is known: nproc is not 'auto')."""
+    multiple = math.lcm(*(stage.block_size * cfg.grad_accum for stage in curriculum.stages))
+    sizes = []
+    for stage in curriculum.stages:
+        try:
+            size = stage_batch_size(stage, cfg)
+        except ValueError as error:
+            raise ValueError(f"{error} (a multiple of {multiple:,} fits every stage)") from None
+        if cfg.nproc != "auto" and size % (cfg.nproc * cfg.nnodes):
+            processes = cfg.nproc * cfg.nnodes
+            raise ValueError(
+                f"stage {stage.name!r} trains batches of {size} sequences, which do not split over {processes} "
+                f"training processes (nproc x nnodes); set stages.{stage.name}.batch_size or train.tokens_per_step "
+                f"so every stage's batch is a multiple of {processes}"
+            )
+        sizes.append(size)
+    return sizes
+
+
+def check_lr_transitions(curriculum: Curriculum, cfg: TrainConfig) -> None:
+    """A stage's `lr` steers a schedule that spans stages: with 'per-stage' every stage warms up and decays anyway."""
+    if cfg.lr_schedule != "per-stage":
+        return
+    for stage in curriculum.stages:
+        if stage.lr is not None:
+            raise ValueError(
+                f"stage {stage.name!r} sets lr={stage.lr!r}, which steers a schedule over the whole curriculum: "
+                "set train.lr_schedule to 'global' or 'wsd' (--set train.lr_schedule=wsd), or remove the stage's "
+                "lr (with 'per-stage' every stage warms up and decays on its own already)"
+            )
+
+
+def plan_stage(
+    curriculum: Curriculum, stage_index: int, train_tokens: int | Mapping[str, int], cfg: TrainConfig
+) -> StagePlan:
+    """`train_tokens`: the stage's train token count, or for a mixed stage each component's (by name)."""
     stage = curriculum.stages[stage_index]
-    windows = max(train_tokens - 1, 0) // stage.block_size
-    seqs_per_iter = cfg.batch_size * cfg.grad_accum
-    epoch_iters = stage.n_epochs * windows // seqs_per_iter
+    source_windows: dict[str, int] = {}
+    if isinstance(train_tokens, Mapping):
+        source_windows = {c.name: max(int(train_tokens[c.name]) - 1, 0) // stage.block_size
+                          for c in stage.components()}
+        train_tokens = sum(int(train_tokens[c.name]) for c in stage.components())
+        windows = sum(source_windows.values())
+        empty = [name for name, count in source_windows.items() if count == 0]
+        if empty:
+            raise ValueError(
+                f"stage {stage.name!r}: source(s) {empty} hold fewer train tokens than one window of block_size+1="
+                f"{stage.block_size + 1}; prepare more data for them (n_items) or drop them from the mixture"
+            )
+    else:
+        windows = max(train_tokens - 1, 0) // stage.block_size
+    batch_size = stage_batch_size(stage, cfg)
+    seqs_per_iter = batch_size * cfg.grad_accum
+    if stage.tokens is not None:  # (no windows: no iteration either, reported below)
+        epoch_iters = max(1, round(stage.tokens / (seqs_per_iter * stage.block_size))) if windows else 0
+    else:
+        assert stage.n_epochs is not None  # CurriculumStage requires one of the two
+        epoch_iters = stage.n_epochs * windows // seqs_per_iter
     if epoch_iters == 0:
         raise ValueError(
             f"stage {stage.name!r} has {train_tokens:,} train tokens = {windows:,} windows of block_size+1="
             f"{stage.block_size + 1} tokens, fewer than one iteration needs (batch_size*grad_accum = "
-            f"{cfg.batch_size}*{cfg.grad_accum} = {seqs_per_iter} sequences per iteration over {stage.n_epochs} "
-            "epoch(s)); prepare more data for this stage (n_items) or lower train.batch_size / train.grad_accum"
+            f"{batch_size}*{cfg.grad_accum} = {seqs_per_iter} sequences per iteration over "
+            f"{f'{stage.n_epochs} epoch(s)' if stage.n_epochs else 'its token budget'}); prepare more data for this "
+            "stage (n_items) or lower train.batch_size / train.grad_accum"
         )
     caps = [cap for cap in (cfg.max_iters, stage.max_iters) if cap is not None]
     total = min([epoch_iters, *caps])
@@ -66,22 +157,31 @@ def plan_stage(curriculum: Curriculum, stage_index: int, train_tokens: int, cfg:
         seqs_per_iter=seqs_per_iter,
         epoch_iters=epoch_iters,
         total_iters=total,
+        batch_size=batch_size,
+        tokens_budget=stage.tokens,
+        source_windows=source_windows,
     )
 
 
 def plan_curriculum(
     curriculum: Curriculum, train_tokens: dict[str, int], cfg: TrainConfig, upto: int | None = None
 ) -> list[StagePlan]:
-    """One plan per stage; `train_tokens` maps every stage name to its train token count. With `upto` and the
-    per-stage LR schedule, only stages 0..upto: a stage can then train before later stages are prepared."""
-    stages = curriculum.stages if upto is None or cfg.lr_schedule == "global" else curriculum.stages[: upto + 1]
-    missing = [stage.name for stage in stages if stage.name not in train_tokens]
+    """One plan per stage; `train_tokens` maps every stage name (a mixed stage: each of its components' names,
+    CurriculumStage.components) to its train token count. With `upto` and the per-stage LR schedule, only stages
+    0..upto: a stage can then train before later stages are prepared (a schedule over the whole curriculum,
+    'global' or 'wsd', needs every stage's length)."""
+    stages = curriculum.stages if upto is None or cfg.lr_schedule != "per-stage" else curriculum.stages[: upto + 1]
+    missing = [c.name for stage in stages for c in stage.components() if c.name not in train_tokens]
     if missing:
         raise ValueError(
             f"train_tokens has no count for stage(s) {missing}; give the train token count of every stage "
             f"(the n_tokens of each train shard header), stages: {[s.name for s in stages]}"
         )
-    return [plan_stage(curriculum, i, int(train_tokens[stage.name]), cfg) for i, stage in enumerate(stages)]
+    check_lr_transitions(curriculum, cfg)
+    return [
+        plan_stage(curriculum, i, train_tokens if stage.sources else int(train_tokens[stage.name]), cfg)
+        for i, stage in enumerate(stages)
+    ]
 
 
 def cosine_lr(it: int, total_iters: int, cfg: TrainConfig) -> float:
@@ -95,31 +195,80 @@ def cosine_lr(it: int, total_iters: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
+def wsd_decay_iters(total_iters: int, cfg: TrainConfig) -> int:
+    return max(1, round(cfg.decay_fraction * total_iters))
+
+
+def wsd_lr(it: int, total_iters: int, cfg: TrainConfig) -> float:
+    """Warmup-stable-decay: the same linear warmup, then learning_rate until the last wsd_decay_iters iterations,
+    which decay linearly to min_lr (reached by the last iteration, total_iters - 1)."""
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    decay = wsd_decay_iters(total_iters, cfg)
+    first = total_iters - decay
+    if it < first:
+        return cfg.learning_rate
+    if it >= total_iters:
+        return cfg.min_lr
+    return cfg.learning_rate + (cfg.min_lr - cfg.learning_rate) * (it - first + 1) / decay
+
+
 @dataclass(frozen=True)
 class StageSchedule:
     """The learning rate at each iteration of one stage: a whole schedule of its own ('per-stage'), or its
-    part of one schedule over every stage ('global', offset by the iterations of earlier stages)."""
+    part of one schedule over every stage ('global', 'wsd': offset by the iterations of earlier stages),
+    shaped at this stage by its `lr` transition:
+
+        continue  the schedule's value
+        rewarm    the first warmup_iters iterations rise linearly from min_lr to the schedule's value:
+                  min_lr + (schedule - min_lr) * (i + 1) / (warmup_iters + 1) at stage iteration i
+        anneal    from the schedule's value at the stage's first iteration, linearly to min_lr at its last:
+                  start + (min_lr - start) * i / (stage_iters - 1)
+    """
 
     offset: int
     total_iters: int
     cfg: TrainConfig
+    stage_iters: int = 0
+    transition: str = "continue"
+
+    def base(self, it: int) -> float:
+        if self.cfg.lr_schedule == "wsd":
+            return wsd_lr(it, self.total_iters, self.cfg)
+        return cosine_lr(it, self.total_iters, self.cfg)
 
     def lr(self, stage_iter: int) -> float:
-        return cosine_lr(self.offset + stage_iter, self.total_iters, self.cfg)
+        cfg = self.cfg
+        if self.transition == "anneal":
+            start = self.base(self.offset)
+            return start + (cfg.min_lr - start) * min(stage_iter, self.stage_iters - 1) / max(self.stage_iters - 1, 1)
+        value = self.base(self.offset + stage_iter)
+        if self.transition == "rewarm" and stage_iter < cfg.warmup_iters:
+            return cfg.min_lr + (value - cfg.min_lr) * (stage_iter + 1) / (cfg.warmup_iters + 1)
+        return value
 
     def describe(self) -> str:
         cfg = self.cfg
         span = f"{self.total_iters:,} iterations"
-        if cfg.lr_schedule == "global":
+        if cfg.lr_schedule != "per-stage":
             span += f" of the whole curriculum, this stage from iteration {self.offset:,}"
-        return (
-            f"{cfg.lr_schedule} (warmup {cfg.warmup_iters}, cosine {cfg.learning_rate:g} -> {cfg.min_lr:g} over "
-            f"{span})"
-        )
+        if cfg.lr_schedule == "wsd":
+            decay = wsd_decay_iters(self.total_iters, cfg)
+            shape = (f"warmup {cfg.warmup_iters}, stable {cfg.learning_rate:g}, linear decay to {cfg.min_lr:g} over "
+                     f"the last {decay:,} of {span}")
+        else:
+            shape = f"warmup {cfg.warmup_iters}, cosine {cfg.learning_rate:g} -> {cfg.min_lr:g} over {span}"
+        transition = {"rewarm": f"; rewarm over {cfg.warmup_iters} iterations",
+                      "anneal": f"; anneal to {cfg.min_lr:g} over this stage"}.get(self.transition, "")
+        return f"{cfg.lr_schedule} ({shape}){transition}"
 
 
-def stage_schedule(plans: list[StagePlan], stage_index: int, cfg: TrainConfig) -> StageSchedule:
-    if cfg.lr_schedule == "global":
+def stage_schedule(plans: list[StagePlan], stage_index: int, cfg: TrainConfig,
+                   transition: str | None = None) -> StageSchedule:
+    """`transition`: the stage's `lr` (None: continue)."""
+    stage_iters = plans[stage_index].total_iters
+    if cfg.lr_schedule != "per-stage":
         offset = sum(plan.total_iters for plan in plans[:stage_index])
-        return StageSchedule(offset=offset, total_iters=sum(plan.total_iters for plan in plans), cfg=cfg)
-    return StageSchedule(offset=0, total_iters=plans[stage_index].total_iters, cfg=cfg)
+        return StageSchedule(offset=offset, total_iters=sum(plan.total_iters for plan in plans), cfg=cfg,
+                             stage_iters=stage_iters, transition=transition or "continue")
+    return StageSchedule(offset=0, total_iters=stage_iters, cfg=cfg, stage_iters=stage_iters)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from curriculum.stages import Curriculum
+from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training import distributed, resume
-from curriculum.training.batches import TrainWindows, eval_window_ids, windows_to_batch
+from curriculum.training.batches import MixedWindows, TrainWindows, eval_window_ids, windows_to_batch
 from curriculum.training.checkpoints import (
     END,
     Checkpoint,
@@ -34,7 +34,7 @@ from curriculum.training.device import Runtime
 from curriculum.training.faults import nan_loss_at, pause_point
 from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
 from curriculum.training.schedule import StagePlan, StageSchedule
-from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener
+from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener, mixture_keys
 from data.shards import Shard
 from model.config import ModelConfig
 from model.gpt import GPT
@@ -122,10 +122,18 @@ class StageRun:
         """Iterations start_iter+1 .. total_iters, evaluations, checkpoints; returns the stage-end checkpoint."""
         plan, cfg = self.plan, self.cfg
         rank, world_size = distributed.world()
-        windows = TrainWindows(
-            self.shards["train"].tokens, plan.block_size, cfg.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index,
-            rank=rank, world_size=world_size,
-        )
+        stage = self.curriculum.stages[plan.stage_index]
+        if stage.sources:
+            windows: TrainWindows = MixedWindows(
+                [self.shards[key].tokens for key in mixture_keys(stage, "train").values()], stage.weights,
+                plan.block_size, plan.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index,
+                rank=rank, world_size=world_size,
+            )
+        else:
+            windows = TrainWindows(
+                self.shards["train"].tokens, plan.block_size, plan.batch_size, cfg.grad_accum, cfg.seed,
+                plan.stage_index, rank=rank, world_size=world_size,
+            )
         # torch.compile wraps the module; checkpoints read and write the plain one (self.model).
         net = cast(torch.nn.Module, torch.compile(self.model)) if self.runtime.compile else self.model
         net.train()
@@ -208,14 +216,13 @@ class StageRun:
         if self.progress["loss_count"]:
             self.progress["train_loss"] = self.progress["loss_sum"] / self.progress["loss_count"]
         self.progress["loss_sum"], self.progress["loss_count"] = 0.0, 0
-        val = self.shards["val"].tokens
         row: MetricsRow = {
             "stage": plan.stage,
             "stage_index": plan.stage_index,
             "iter_num": self.iter_base + done,
             "stage_iter": done,
             "train_loss": self.progress["train_loss"],
-            "val_loss": evaluate(net, val, plan.block_size, cfg.batch_size, cfg.eval_iters, self.runtime),
+            "val_loss": self.val_loss(net, self.curriculum.stages[plan.stage_index], "val"),
             "lr": lr,
             "tokens_per_s": tokens_per_s,
             "time": now(),
@@ -223,11 +230,7 @@ class StageRun:
         if forgetting:
             row["stage_end"] = True
             row["forgetting"] = {
-                name: evaluate(
-                    net, self.shards[f"val:{name}"].tokens, self.curriculum.stage(name).block_size,
-                    cfg.batch_size, cfg.eval_iters, self.runtime,
-                )
-                for name in (s.name for s in self.curriculum.stages[: plan.stage_index])
+                s.name: self.val_loss(net, s, f"val:{s.name}") for s in self.curriculum.stages[: plan.stage_index]
             }
         if self.eval_blocks:
             row["evals"] = {
@@ -245,6 +248,17 @@ class StageRun:
         )
         self.listener.on_eval(row)
         return row
+
+    def val_loss(self, net: torch.nn.Module, stage: CurriculumStage, key: str) -> float:
+        """Loss on a stage's val set (shard `key`); a mixed stage's is the weighted mean over its sources' val
+        sets, each evaluated on eval_iters batches, so the mixture's val loss weighs sources as training does."""
+        cfg = self.cfg
+        if not stage.sources:
+            return evaluate(net, self.shards[key].tokens, stage.block_size, cfg.batch_size, cfg.eval_iters,
+                            self.runtime)
+        losses = [evaluate(net, self.shards[part].tokens, stage.block_size, cfg.batch_size, cfg.eval_iters,
+                           self.runtime) for part in mixture_keys(stage, key).values()]
+        return sum(w * loss for w, loss in zip(stage.weights, losses, strict=True)) / sum(stage.weights)
 
     def checkpoint(
         self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None,

@@ -42,6 +42,7 @@ from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer
     StepInfo,
     TrainListener,
     TrainListeners,
+    mixture_keys,
 )
 from data.shards import PREPARE_HINT, Shard, ShardError, read_shard
 from model.config import ModelConfig
@@ -209,12 +210,12 @@ def run_stage(
         eval_blocks=start.eval_blocks,
     )
     starting_from = run.restore(start.model_cfg, vocab_size, start.resume_from, start.previous_end)
-    schedule = stage_schedule(start.plans, stage_index, train_cfg)
+    schedule = stage_schedule(start.plans, stage_index, train_cfg, start.stage.lr)
     announce = StageStart(
         plan=plan,
         n_stages=len(curriculum.stages),
         previous_block_size=curriculum.stages[stage_index - 1].block_size if stage_index else None,
-        batch_size=train_cfg.batch_size,
+        batch_size=plan.batch_size,
         grad_accum=train_cfg.grad_accum,
         schedule=schedule.describe(),
         start_iter=start_iter,
@@ -237,12 +238,19 @@ def run_stage(
 def transition_message(start: StageStart, runtime: Runtime) -> str:
     plan = start.plan
     block = f"{start.previous_block_size} -> {plan.block_size}" if start.previous_block_size else str(plan.block_size)
-    capped = f" (capped by max_iters; {plan.n_epochs} epoch(s) = {plan.epoch_iters:,})"
+    length = (f"{plan.n_epochs} epoch(s)" if plan.tokens_budget is None
+              else f"a budget of {plan.tokens_budget:,} tokens")
+    capped = f" (capped by max_iters; {length} = {plan.epoch_iters:,})"
+    epochs = (f"  Epochs: {plan.n_epochs}" if plan.tokens_budget is None else
+              f"  Tokens: {plan.tokens_budget:,} budget, {plan.tokens_trained:,} trained = "
+              f"{plan.epochs_realised:.2f} epoch(s)")
     lines = [
         f"[Stage {plan.stage_index + 1}/{start.n_stages}] {plan.stage}",
         f"  Block size: {block}",
-        f"  Epochs: {plan.n_epochs}",
-        f"  Train tokens: {plan.train_tokens:,} ({start.train_path})",
+        epochs,
+        f"  Train tokens: {plan.train_tokens:,} "
+        + (f"({start.train_path})" if not plan.source_windows else "(sources: " + ", ".join(
+            f"{name} {windows:,} windows" for name, windows in plan.source_windows.items()) + ")"),
         f"  Iterations per epoch: {plan.iters_per_epoch:,.1f} = {plan.windows:,} windows of {plan.block_size + 1} "
         f"tokens / {plan.seqs_per_iter} sequences per iteration",
         f"  Iterations: {plan.total_iters:,}" + (capped if plan.total_iters < plan.epoch_iters else ""),
@@ -271,6 +279,20 @@ def _open_shards(
     blocks = {"train": stage.block_size, "val": stage.block_size} | {f"val:{s.name}": s.block_size for s in earlier}
     paths |= {f"eval:{name}": eval_set.path for name, eval_set in data.eval_sets.items()}
     blocks |= {f"eval:{name}": eval_set.block_size for name, eval_set in data.eval_sets.items()}
+    # Mixed stages: every source's shards, under the keys mixture_keys() names.
+    for s in [*earlier, stage]:
+        if not s.sources:
+            continue
+        sources = data.earlier_val_sources.get(s.name, {}) if s is not stage else data.val_sources
+        parts = {"val": sources} if s is not stage else {"train": data.train_sources, "val": sources}
+        for split, given in parts.items():
+            for name, key in mixture_keys(s, split if s is stage else f"val:{s.name}").items():
+                if name not in given:
+                    raise ValueError(
+                        f"StageData has no {split} shard for source {name!r} of mixed stage {s.name!r}; give every "
+                        "source's shards (StageData.for_stage(data_dir, curriculum, index) does)"
+                    )
+                paths[key], blocks[key] = given[name], s.block_size
     shards = {key: read_shard(path, expect=expect, hint=PREPARE_HINT) for key, path in paths.items()}
     for shard in shards.values():
         keyed = data.sha256.get(str(shard.path))
@@ -280,9 +302,11 @@ def _open_shards(
                 f"the data preparation recorded {keyed} (the file was replaced or re-prepared since); "
                 f"{PREPARE_HINT}"
             )
-    if shards["train"].n_tokens != plan.train_tokens:
+    train_tokens = (sum(shards[key].n_tokens for key in mixture_keys(stage, "train").values()) if stage.sources
+                    else shards["train"].n_tokens)
+    if train_tokens != plan.train_tokens:
         raise ValueError(
-            f"train_tokens[{stage.name!r}]={plan.train_tokens:,} but {data.train} holds {shards['train'].n_tokens:,} "
+            f"train_tokens[{stage.name!r}]={plan.train_tokens:,} but {data.train} holds {train_tokens:,} "
             "tokens; pass the n_tokens of each train shard's header as train_tokens"
         )
     for key, shard in shards.items():

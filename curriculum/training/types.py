@@ -9,7 +9,7 @@ from typing import NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
-from curriculum.stages import Curriculum
+from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.checkpoints import Checkpoint, CheckpointError, read_checkpoint
 from curriculum.training.schedule import StagePlan
 
@@ -33,16 +33,35 @@ class StageData:
     # Shard path (str) -> the checksum it had when the caller's cache key was made (its ShardsRecord): a shard
     # whose tokens differ now (re-prepared, swapped, edited) is refused. Shards not listed are checked only whole.
     sha256: dict[str, str] = field(default_factory=dict)
+    # A mixed stage (CurriculumStage.sources): each source's shards, by component name (CurriculumStage.components);
+    # train and val above are then its first source's. Its val loss is the weighted mean over the sources' val sets.
+    train_sources: dict[str, Path] = field(default_factory=dict)
+    val_sources: dict[str, Path] = field(default_factory=dict)
+    earlier_val_sources: dict[str, dict[str, Path]] = field(default_factory=dict)  # earlier mixed stage -> ...
 
     @classmethod
     def for_stage(cls, data_dir: str | Path, curriculum: Curriculum, stage_index: int) -> StageData:
-        """The shards in `data_dir` under their usual names (CurriculumStage.shard_path)."""
+        """The shards in `data_dir` under their usual names (CurriculumStage.shard_path of each component)."""
         stages = curriculum.stages
+        mine = stages[stage_index]
+
+        def vals(stage: CurriculumStage) -> dict[str, Path]:
+            return {c.name: c.shard_path(data_dir, "val") for c in stage.components()}
+
         return cls(
-            train=stages[stage_index].shard_path(data_dir, "train"),
-            val=stages[stage_index].shard_path(data_dir, "val"),
-            earlier_val={s.name: s.shard_path(data_dir, "val") for s in stages[:stage_index]},
+            train=mine.components()[0].shard_path(data_dir, "train"),
+            val=mine.components()[0].shard_path(data_dir, "val"),
+            earlier_val={s.name: s.components()[0].shard_path(data_dir, "val") for s in stages[:stage_index]},
+            train_sources={c.name: c.shard_path(data_dir, "train") for c in mine.components()} if mine.sources else {},
+            val_sources=vals(mine) if mine.sources else {},
+            earlier_val_sources={s.name: vals(s) for s in stages[:stage_index] if s.sources},
         )
+
+
+def mixture_keys(stage: CurriculumStage, prefix: str) -> dict[str, str]:
+    """A mixed stage's shard keys in the trainer's shards, by component: `<prefix>@<component name>`, the prefix
+    `train` or `val` for the stage being trained, `val:<stage>` for an earlier stage's val sets."""
+    return {c.name: f"{prefix}@{c.name}" for c in stage.components()}
 
 
 class StageResult(BaseModel):

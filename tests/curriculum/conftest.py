@@ -203,7 +203,8 @@ def train_all_stages(curriculum: Curriculum, data_dir, model_cfg, train_cfg, run
     from curriculum.training.trainer import StageData, train_stage
     from data.shards import read_header
 
-    train_tokens = {s.name: int(read_header(s.shard_path(data_dir, "train"))["n_tokens"]) for s in curriculum.stages}
+    train_tokens = {s.name: int(read_header(s.shard_path(data_dir, "train"))["n_tokens"])
+                    for s in curriculum.components()}
     return [
         train_stage(
             curriculum, i, StageData.for_stage(data_dir, curriculum, i), model_cfg, train_cfg, run_dir,

@@ -83,3 +83,40 @@ def test_compute_to_reach_interpolates_between_evaluations_and_says_when_never()
     assert compute_to_reach(points, 5.0, "tokens") == pytest.approx(300)
     assert compute_to_reach(points, 9.0, "tokens") == pytest.approx(100)
     assert compute_to_reach(points, 4.9, "tokens") is None
+
+
+def test_arms_accept_batch_budget_and_lr_settings_unchanged(default_run):
+    """tokens_per_step, a stage's batch_size, a token budget, wsd and an lr transition pass through every arm."""
+    from curriculum.training.schedule import plan_curriculum
+
+    _, shards, mixed = default_run
+    config = load_run_config(type="default", overrides={
+        "model.preset": "tiny", "train.tokens_per_step": 4096, "stages.warmup.batch_size": 16,
+        "stages.foundation.n_epochs": None, "stages.foundation.tokens": 500_000, "train.lr_schedule": "wsd",
+        "stages.pretrain.lr": "rewarm"})
+    plans = {p.arm: p for p in plan_arms(config, shards, ["flat", "mixed", "lengths"], "tokens", mixed)}
+    assert [s.tokens_per_iter for s in plans["curriculum"].stages] == [16 * 128, 4096, 4096]
+    assert plans["curriculum"].stages[1].iters == round(500_000 / 4096)
+    reference = plans["curriculum"].tokens
+    for arm in ("flat", "mixed", "lengths"):
+        plan = plans[arm]
+        assert abs(plan.tokens - reference) <= plan.stages[-1].tokens_per_iter / 2, arm
+        # Each arm trains as planned: the trainer's own arithmetic gives the arm's iterations.
+        counts = {s.stage.name: s.train_tokens for s in plan.stages}
+        trained = plan_curriculum(plan.curriculum, counts, plan.train)
+        assert [p.total_iters for p in trained] == [s.iters for s in plan.stages], arm
+        assert all(s.stage.tokens is None for s in plan.stages)  # the arm's length is its iteration cap
+    assert plans["flat"].stages[0].stage.lr == "rewarm" and plans["flat"].train.lr_schedule == "wsd"
+
+
+def test_a_mixed_stage_is_refused_by_name_before_anything_is_prepared(default_run):
+    from curriculum.compare.arms import check_comparable
+
+    _, shards, mixed = default_run
+    config = load_run_config(type="default", overrides={"model.preset": "tiny", "stages.warmup.dataset_key": None,
+                                                       "stages.warmup.n_items": None, "stages.warmup.sources": [
+        {"dataset_key": "roneneldan/TinyStories", "weight": 1}, {"dataset_key": "local-files", "weight": 1}]})
+    with pytest.raises(ConfigError, match=r"compare: stage\(s\) \['warmup'\] mix several sources"):
+        check_comparable(config)
+    with pytest.raises(ConfigError, match="mix several sources"):
+        plan_arms(config, shards, ["flat"], "tokens", mixed)

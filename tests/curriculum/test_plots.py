@@ -23,3 +23,11 @@ def test_the_loss_curve_marks_stages_and_refuses_rows_it_cannot_plot(tmp_path):
     with pytest.raises(ValueError, match="evaluation row 1 lacks val_loss"):
         save_loss_curve([{"stage": "a", "iter_num": 1, "train_loss": 2.0}], tmp_path / "bad.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_the_learning_rate_is_a_second_axis_when_rows_have_it():
+    rows = eval_rows({"warmup": 40, "books": 60})
+    svg = render_loss_curve(rows, fmt="svg").decode()
+    assert "learning rate" in svg
+    without = [{key: value for key, value in row.items() if key != "lr"} for row in rows]
+    assert "learning rate" not in render_loss_curve(without, fmt="svg").decode()

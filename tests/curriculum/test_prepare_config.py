@@ -63,3 +63,5 @@ def test_a_stage_is_planned_without_later_stages_only_under_the_per_stage_schedu
     assert [plan.stage for plan in plan_curriculum(curriculum, first, per_stage, upto=0)] == ["warmup"]
     with pytest.raises(ValueError, match="no count for stage"):
         plan_curriculum(curriculum, first, per_stage.model_copy(update={"lr_schedule": "global"}), upto=0)
+    with pytest.raises(ValueError, match="no count for stage"):  # wsd decays over the whole curriculum too
+        plan_curriculum(curriculum, first, per_stage.model_copy(update={"lr_schedule": "wsd"}), upto=0)

@@ -32,7 +32,7 @@ def records(data_dir, curriculum) -> list[ShardsRecord]:
 
 def _train_books(kit, curriculum, shards, run_dir):
     return train_stage(
-        curriculum, 1, stage_data(shards, 1), kit.TINY_MODEL, kit.TINY_TRAIN, run_dir,
+        curriculum, 1, stage_data(curriculum, shards, 1), kit.TINY_MODEL, kit.TINY_TRAIN, run_dir,
         train_tokens={s.stage: s.train_tokens for s in shards},
         expect_tokenizer={"tokenizer": shards[1].tokenizer, "vocab_size": shards[1].vocab_size},
     )

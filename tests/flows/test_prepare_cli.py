@@ -149,3 +149,28 @@ def test_hub_stage_offline_without_mirror_names_the_mirror_variable(project):
     result = run_cli("--config", str(project["config"]), "--prepare-only", "--data-dir", str(project["data"]))
     assert result.returncode != 0
     assert "CURRICULUM_HUB_MIRROR" in result.stdout + result.stderr
+
+
+MIXED = """
+stages:
+  - name: main
+    block_size: 64
+    n_epochs: 1
+    sources:
+      - {{name: stories, dataset_key: roneneldan/TinyStories, n_items: 300, weight: 3}}
+      - {{name: alice, dataset_key: local-files, files: [{book}], weight: 1}}
+"""
+
+
+def test_a_mixed_stage_reuses_a_source_another_stage_prepared(project):
+    prepare(project)  # warmup: the same 300 TinyStories stories
+    project["config"].write_text(MIXED.format(book=project["books"] / BOOKS[1]))
+    output = prepare(project)
+    assert "[Stage 1/2] main.stories" in output and "[Stage 2/2] main.alice" in output
+    # Fetched and tokenized for warmup already: only its shards (the stage's own files) are new.
+    assert cache_lines(output) == ["Cache: fetch cached, tokenize cached, shard ran",
+                                   "Cache: fetch ran, tokenize ran, shard ran"]
+    assert "✓ Stage 'main.stories' dataset created" in output and "✓ Stage 'warmup'" not in output
+    for split in ("train", "val"):
+        for source in ("stories", "alice"):
+            assert read_shard(project["data"] / f"{split}_main.{source}_pretrain.bin").n_tokens > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,11 @@ def reference(setup):
     output = run(setup, out)
     assert "Starting from: fresh weights" in output and "Starting from: the end of stage 'warmup'" in output
     assert "✓ Curriculum 'tiny' trained" in output
+    # The token ledger, before the first stage trains: printed and in the run folder.
+    assert output.index("Token ledger (per stage and source, before training):") < output.index("Starting from:")
+    ledger = json.loads((out / "token_ledger.json").read_text())
+    assert [(row["stage"], row["tokens_trained"], row["capped"]) for row in ledger["rows"]] == [
+        ("warmup", 8 * 2 * 32, True), ("books", 8 * 2 * 64, True)]
     # kept aside: a later test retrains this folder with other settings
     (setup["base"] / "reference-metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes())
     return out, sha256(out / "final" / "model.safetensors")

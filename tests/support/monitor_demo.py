@@ -34,6 +34,7 @@ def run_monitor_demo(server: PrefectServer, run_dir: Path) -> MonitoredRun:
     from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve
     from curriculum.prepare import DocumentsRecord, ShardsRecord
     from curriculum.presets import simple
+    from curriculum.training.ledger import LedgerRow
     from data.web.report import CrawlReport, CrawlRow
     from tasks import ui_publish as monitor
 
@@ -70,6 +71,13 @@ def run_monitor_demo(server: PrefectServer, run_dir: Path) -> MonitoredRun:
                                   train_documents=286, val_documents=14)
             summary.append(monitor.data_summary_row(documents, shards, {"fetch": False, "tokenize": True}))
         monitor.publish_data_summary("demo", summary)
+        monitor.publish_token_ledger("demo", [
+            LedgerRow(stage="warmup", source="roneneldan/TinyStories", length="a budget of 60,000 tokens",
+                      tokens_planned=60_000, tokens_trained=59_904, source_tokens=55_680, epochs_realised=1.0759,
+                      capped=False),
+            LedgerRow(stage="books", source="local-files", length="2 epoch(s)", tokens_planned=111_360,
+                      tokens_trained=111_104, source_tokens=55_680, epochs_realised=1.9954, capped=False),
+        ])
         monitor.publish_crawl_report("demo", "books", crawl)
         for index, stage in enumerate(MONITOR_STAGES):
             train(stage, [row for row in rows if row["stage_index"] < index])  # metrics.jsonl so far

@@ -55,6 +55,7 @@ def test_every_artifact_of_a_run_has_its_key_and_kind(artifacts):
         "demo-summary": "markdown",
         "demo-train-books": "progress",
         "demo-train-warmup": "progress",
+        "demo-token-ledger": "table",
     }
     assert all(artifacts[key].description for key in artifacts)
 
@@ -75,6 +76,12 @@ def test_tables_hold_the_data_summary_crawl_report_metrics_and_forgetting(artifa
         "stage": "x", "documents": 300, "train documents": 286, "val documents": 14, "train tokens": 55_704,
         "val tokens": 2_858, "block size": 64, "skipped": 3, "skipped by reason": "too-short: 3",
         "cache": "fetch ran, tokenize cached"}
+
+    ledger = table(artifacts["demo-token-ledger"])
+    assert ledger[0] == {"stage": "warmup", "source": "roneneldan/TinyStories", "length": "a budget of 60,000 tokens",
+                         "tokens planned": 60_000, "tokens trained": 59_904, "source tokens": 55_680,
+                         "epochs realised": 1.0759, "capped by max_iters": False}
+    assert [row["stage"] for row in ledger] == ["warmup", "books"]
 
     crawl = table(artifacts["demo-crawl-books"])
     assert [(row["item"], row["status"], row["reason"]) for row in crawl] == [
@@ -128,6 +135,7 @@ def test_outside_a_run_every_helper_does_nothing(prefect_server, tmp_path):
         table.add({"a": 1})
         table.flush()
         monitor.publish_data_summary("outside", [{"stage": "a"}])
+        monitor.publish_token_ledger("outside", [])
         monitor.publish_forgetting("outside", eval_rows({"a": 10, "b": 10}), ["a", "b"])
         monitor.publish_loss_curve("outside", png)
         monitor.publish_run_summary("outside", "# nothing")
