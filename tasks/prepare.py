@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
+from prefect.transactions import CommitMode, transaction
 
 from curriculum.prepare import (
     DocumentsRecord,
@@ -100,7 +101,10 @@ def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> 
     records = results_dir(data.resolved_data_dir)
 
     def run_chunk(chunk: TokenizeChunk, on_progress) -> TokensChunkRecord:
-        return run_cached_in(tokenize_chunk, records, documents=documents, data=data, chunk=chunk)[0]
+        # A task called by a task writes its record only when the outer one commits (Prefect's default): here each
+        # chunk's record is written as soon as it is done, so a run killed or failed before the merge keeps them all.
+        with transaction(commit_mode=CommitMode.EAGER):
+            return run_cached_in(tokenize_chunk, records, documents=documents, data=data, chunk=chunk)[0]
 
     tokens = tokenize_stage(documents, data, on_progress=progress.update, run_chunk=run_chunk)
     progress.update(tokens.n_documents)
