@@ -5,8 +5,8 @@
 
 Prints tokens/s of the project's path (documents file -> token file, tokenized in chunks of --chunk-row-groups
 row groups and merged in order as a stage's tokenize task does -> train/val shards, all of it timed) and of
-`encode_ordinary` called in a plain loop on one core over the same texts, both warm (steady state), the peak RSS of the project's path (measured in a child process of its own), and
-last `ratio_vs_raw_1core=X`.
+`encode_ordinary` called in a plain loop on one core over the same texts, both warm (steady state), the peak RSS
+of the project's path (measured in a child process of its own), and last `ratio_vs_raw_1core=X`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def project_path(docs: str, out: str, threads: int, chunk_row_groups: int, queue
         stage="bench", meta={},
     )
     seconds = time.perf_counter() - started
-    queue.put((tokens.n_tokens, len(tokenize_plan(documents, data_cfg)), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((tokens.n_tokens, len(tokenize_plan(documents, data_cfg)), seconds, peak_rss_mb))
 
 
 def main() -> None:
@@ -90,7 +91,7 @@ def main() -> None:
 
     assert ours_tokens == raw_tokens == n_tokens, (ours_tokens, raw_tokens, n_tokens)
     ours_rate, raw_rate = ours_tokens / ours_seconds, raw_tokens / raw_seconds
-    print(f"documents: {len(texts):,}   tokens: {ours_tokens:,}   cores: {os.cpu_count()}   tokenize chunks: {n_chunks}")
+    print(f"documents: {len(texts):,}   tokens: {ours_tokens:,}   cores: {os.cpu_count()}   chunks: {n_chunks}")
     print(f"{'path':<44}{'tokens/s':>14}{'seconds':>10}")
     print(f"{'raw tiktoken encode_ordinary, 1 core':<44}{raw_rate / 1e6:>12.2f} M{raw_seconds:>10.2f}")
     print(f"{'project tokenize + shard (all cores)':<44}{ours_rate / 1e6:>12.2f} M{ours_seconds:>10.2f}")
