@@ -168,7 +168,8 @@ def fetch_stage(
 
 class TokensChunkRecord(BaseModel):
     """One chunk of a stage's tokenization: the tokens and index of a contiguous run of the documents file's row
-    groups, `index` (1-based) of `of` chunks. Its files are removed once the stage's tokens are merged."""
+    groups, `index` (1-based) of `of` chunks. Its files are removed once the stage's tokens are merged (those of a
+    stage's only chunk are the stage's own)."""
 
     stage: str
     index: int
@@ -215,22 +216,30 @@ def tokenize_plan(documents: DocumentsRecord, data_cfg: DataConfig) -> list[Toke
     return [TokenizeChunk(index=i, of=len(runs), first=run.start, stop=run.stop) for i, run in enumerate(runs, start=1)]
 
 
-def _tokens_base(documents: DocumentsRecord, data_cfg: DataConfig) -> Path:
-    return documents.path.with_name(f"tokens-{documents.sha256[:16]}-{data_cfg.tokenizer}")
+def _tokens_paths(
+    documents: DocumentsRecord, data_cfg: DataConfig, chunk: TokenizeChunk | None = None
+) -> tuple[Path, Path]:
+    """(token file, index) of the stage, or of one of its chunks."""
+    name = f"tokens-{documents.sha256[:16]}-{data_cfg.tokenizer}"
+    if chunk is not None:
+        name += f"-rg{chunk.first}-{chunk.stop}"
+    return documents.path.with_name(f"{name}.bin"), documents.path.with_name(f"{name}.index.npz")
+
+
+def _tokens_meta(documents: DocumentsRecord) -> dict[str, str]:
+    return {"stage": documents.stage, "documents_sha256": documents.sha256}
 
 
 def tokenize_chunk(
     documents: DocumentsRecord, data_cfg: DataConfig, chunk: TokenizeChunk,
     on_progress: Callable[[int], None] | None = None,
 ) -> TokensChunkRecord:
-    """Tokenize one chunk into files of its own (named by the documents' checksum and its row groups)."""
-    base = _tokens_base(documents, data_cfg)
-    base = base.with_name(f"{base.name}-rg{chunk.first}-{chunk.stop}")
-    tokens_path, index_path = base.with_name(f"{base.name}.bin"), base.with_name(f"{base.name}.index.npz")
+    """Tokenize one chunk into files of its own (named by the documents' checksum and its row groups). The only
+    chunk of a stage writes the stage's files themselves: there is nothing to merge, so no second pass."""
+    tokens_path, index_path = _tokens_paths(documents, data_cfg, None if chunk.of == 1 else chunk)
     summary = tokenize_documents(
         documents.path, tokens_path, index_path, tokenizer=data_cfg.tokenizer, threads=data_cfg.threads,
-        meta={"stage": documents.stage, "documents_sha256": documents.sha256, "row_groups": [chunk.first, chunk.stop]},
-        on_progress=on_progress, row_groups=range(chunk.first, chunk.stop),
+        meta=_tokens_meta(documents), on_progress=on_progress, row_groups=range(chunk.first, chunk.stop),
     )
     return TokensChunkRecord(
         stage=documents.stage, index=chunk.index, of=chunk.of, first_row_group=chunk.first,
@@ -245,12 +254,17 @@ def merge_chunks(documents: DocumentsRecord, data_cfg: DataConfig, chunks: list[
     chunks = sorted(chunks, key=lambda chunk: chunk.index)
     if [chunk.index for chunk in chunks] != list(range(1, len(chunks) + 1)) or any(c.of != len(chunks) for c in chunks):
         raise ValueError(f"stage {documents.stage!r}: chunks {[c.name for c in chunks]} are not one whole plan")
-    base = _tokens_base(documents, data_cfg)
-    tokens_path, index_path = base.with_suffix(".bin"), base.with_suffix(".index.npz")
+    tokens_path, index_path = _tokens_paths(documents, data_cfg)
+    if len(chunks) == 1 and chunks[0].path == tokens_path:
+        only = chunks[0]  # it wrote the stage's files (tokenize_chunk)
+        return TokensRecord(
+            stage=documents.stage, path=tokens_path, index_path=index_path, sha256=only.sha256,
+            index_sha256=only.index_sha256, n_documents=only.n_documents, n_tokens=only.n_tokens,
+            tokenizer=data_cfg.tokenizer,
+        )
     pause_point("tokenize-merge", 0, 0)
     summary = merge_token_files(
-        [(chunk.path, chunk.index_path) for chunk in chunks], tokens_path, index_path,
-        meta={"stage": documents.stage, "documents_sha256": documents.sha256},
+        [(chunk.path, chunk.index_path) for chunk in chunks], tokens_path, index_path, meta=_tokens_meta(documents)
     )
     for chunk in chunks:
         chunk.path.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
@@ -100,7 +101,8 @@ def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> 
     # The flow's records folder (trusted_records of the data folder): the chunks' records sit beside this task's.
     records = results_dir(data.resolved_data_dir)
 
-    def run_chunk(chunk: TokenizeChunk, on_progress) -> TokensChunkRecord:
+    def run_chunk(chunk: TokenizeChunk, on_progress: Callable[[int], None]) -> TokensChunkRecord:
+        # Progress moves a chunk at a time here (a task run's parameters cannot carry a callback).
         # A task called by a task writes its record only when the outer one commits (Prefect's default): here each
         # chunk's record is written as soon as it is done, so a run killed or failed before the merge keeps them all.
         with transaction(commit_mode=CommitMode.EAGER):
