@@ -7,12 +7,15 @@ the paths it wrote and checksums of their content. The Prefect tasks cache on th
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
 from curriculum.training.faults import pause_point
@@ -24,7 +27,7 @@ from data.hf_reader import HuggingFaceReader
 from data.shards import ShardError, read_header, read_shard
 from data.split import write_split_shards
 from data.text_files import TextFilesReader
-from data.tokenize import tokenize_documents
+from data.tokenize import merge_token_files, row_group_chunks, tokenize_documents
 from data.web.config import ScrapeConfig
 
 log = logging.getLogger(__name__)
@@ -163,15 +166,109 @@ def fetch_stage(
     )
 
 
-def tokenize_stage(
-    documents: DocumentsRecord, data_cfg: DataConfig, on_progress: Callable[[int], None] | None = None
-) -> TokensRecord:
-    base = documents.path.with_name(f"tokens-{documents.sha256[:16]}-{data_cfg.tokenizer}")
-    tokens_path, index_path = base.with_suffix(".bin"), base.with_suffix(".index.npz")
+class TokensChunkRecord(BaseModel):
+    """One chunk of a stage's tokenization: the tokens and index of a contiguous run of the documents file's row
+    groups, `index` (1-based) of `of` chunks. Its files are removed once the stage's tokens are merged (those of a
+    stage's only chunk are the stage's own)."""
+
+    stage: str
+    index: int
+    of: int
+    first_row_group: int
+    stop_row_group: int
+    path: Path
+    index_path: Path
+    sha256: str
+    index_sha256: str
+    n_documents: int
+    n_tokens: int
+
+    @property
+    def name(self) -> str:
+        return chunk_name(self.stage, self.index, self.of)
+
+    def is_intact(self) -> bool:
+        try:
+            return read_shard(self.path).sha256 == self.sha256 and _file_ok(self.index_path, self.index_sha256)
+        except (ShardError, OSError):
+            return False
+
+
+class TokenizeChunk(BaseModel):
+    """What one chunk covers: row groups [first, stop) of the documents file, `index` (1-based) of `of`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    of: int
+    first: int
+    stop: int
+
+
+def chunk_name(stage: str, index: int, of: int) -> str:
+    """How a chunk is named in the UI, the logs and errors: tokenize-<stage>-<index>/<of>."""
+    return f"tokenize-{stage}-{index}/{of}"
+
+
+def tokenize_plan(documents: DocumentsRecord, data_cfg: DataConfig) -> list[TokenizeChunk]:
+    """The chunks of a stage's tokenization: data.chunk_row_groups row groups each. A small stage is one chunk."""
+    runs = row_group_chunks(documents.path, data_cfg.chunk_row_groups)
+    return [TokenizeChunk(index=i, of=len(runs), first=run.start, stop=run.stop) for i, run in enumerate(runs, start=1)]
+
+
+def _tokens_paths(
+    documents: DocumentsRecord, data_cfg: DataConfig, chunk: TokenizeChunk | None = None
+) -> tuple[Path, Path]:
+    """(token file, index) of the stage, or of one of its chunks."""
+    name = f"tokens-{documents.sha256[:16]}-{data_cfg.tokenizer}"
+    if chunk is not None:
+        name += f"-rg{chunk.first}-{chunk.stop}"
+    return documents.path.with_name(f"{name}.bin"), documents.path.with_name(f"{name}.index.npz")
+
+
+def _tokens_meta(documents: DocumentsRecord) -> dict[str, str]:
+    return {"stage": documents.stage, "documents_sha256": documents.sha256}
+
+
+def tokenize_chunk(
+    documents: DocumentsRecord, data_cfg: DataConfig, chunk: TokenizeChunk,
+    on_progress: Callable[[int], None] | None = None,
+) -> TokensChunkRecord:
+    """Tokenize one chunk into files of its own (named by the documents' checksum and its row groups). The only
+    chunk of a stage writes the stage's files themselves: there is nothing to merge, so no second pass."""
+    tokens_path, index_path = _tokens_paths(documents, data_cfg, None if chunk.of == 1 else chunk)
     summary = tokenize_documents(
         documents.path, tokens_path, index_path, tokenizer=data_cfg.tokenizer, threads=data_cfg.threads,
-        meta={"stage": documents.stage, "documents_sha256": documents.sha256}, on_progress=on_progress,
+        meta=_tokens_meta(documents), on_progress=on_progress, row_groups=range(chunk.first, chunk.stop),
     )
+    return TokensChunkRecord(
+        stage=documents.stage, index=chunk.index, of=chunk.of, first_row_group=chunk.first,
+        stop_row_group=chunk.stop, path=tokens_path, index_path=index_path, sha256=summary.sha256,
+        index_sha256=sha256_file(index_path), n_documents=summary.n_documents, n_tokens=summary.n_tokens,
+    )
+
+
+def merge_chunks(documents: DocumentsRecord, data_cfg: DataConfig, chunks: list[TokensChunkRecord]) -> TokensRecord:
+    """The stage's token file and index from its chunks, in order; the chunk files are removed once both are
+    committed (until then a re-run takes every finished chunk from the cache)."""
+    chunks = sorted(chunks, key=lambda chunk: chunk.index)
+    if [chunk.index for chunk in chunks] != list(range(1, len(chunks) + 1)) or any(c.of != len(chunks) for c in chunks):
+        raise ValueError(f"stage {documents.stage!r}: chunks {[c.name for c in chunks]} are not one whole plan")
+    tokens_path, index_path = _tokens_paths(documents, data_cfg)
+    if len(chunks) == 1 and chunks[0].path == tokens_path:
+        only = chunks[0]  # it wrote the stage's files (tokenize_chunk)
+        return TokensRecord(
+            stage=documents.stage, path=tokens_path, index_path=index_path, sha256=only.sha256,
+            index_sha256=only.index_sha256, n_documents=only.n_documents, n_tokens=only.n_tokens,
+            tokenizer=data_cfg.tokenizer,
+        )
+    pause_point("tokenize-merge", 0, 0)
+    summary = merge_token_files(
+        [(chunk.path, chunk.index_path) for chunk in chunks], tokens_path, index_path, meta=_tokens_meta(documents)
+    )
+    for chunk in chunks:
+        chunk.path.unlink(missing_ok=True)
+        chunk.index_path.unlink(missing_ok=True)
     return TokensRecord(
         stage=documents.stage,
         path=tokens_path,
@@ -182,6 +279,56 @@ def tokenize_stage(
         n_tokens=summary.n_tokens,
         tokenizer=data_cfg.tokenizer,
     )
+
+
+CHUNKS_AT_ONCE = 2  # each chunk encodes on data.threads threads; two keep the cores busy across a chunk's tail
+
+
+def tokenize_stage(
+    documents: DocumentsRecord, data_cfg: DataConfig, on_progress: Callable[[int], None] | None = None,
+    run_chunk: Callable[[TokenizeChunk, Callable[[int], None]], TokensChunkRecord] | None = None,
+) -> TokensRecord:
+    """Tokenize a stage in chunks (tokenize_plan), a few at a time, then merge them in order.
+
+    `run_chunk(chunk, on_progress)` runs one chunk (default: tokenize_chunk here; the Prefect task makes each a task
+    run of its own). It runs on a pool thread in a copy of the caller's context, so context-bound state (e.g. the
+    run a nested task belongs to) follows it. A failure is raised as a ChunkFailed naming the chunk, after the
+    chunks already running have finished (so they are kept for a re-run)."""
+    plan = tokenize_plan(documents, data_cfg)
+    if run_chunk is None:
+        def run_chunk(chunk: TokenizeChunk, progress: Callable[[int], None]) -> TokensChunkRecord:
+            return tokenize_chunk(documents, data_cfg, chunk, on_progress=progress)
+
+    done: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def chunk_progress(index: int) -> Callable[[int], None]:
+        def update(n_documents: int) -> None:
+            with lock:
+                done[index] = n_documents
+                total = sum(done.values())
+            if on_progress:
+                on_progress(total)
+        return update
+
+    def one(chunk: TokenizeChunk) -> TokensChunkRecord:
+        try:
+            record = run_chunk(chunk, chunk_progress(chunk.index))
+        except Exception as error:
+            raise ChunkFailed(f"{chunk_name(documents.stage, chunk.index, chunk.of)} failed: "
+                              f"{type(error).__name__}: {error}") from error
+        chunk_progress(chunk.index)(record.n_documents)  # also for a chunk that came from the cache
+        return record
+
+    with ThreadPoolExecutor(min(CHUNKS_AT_ONCE, len(plan))) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, chunk) for chunk in plan]
+        wait(futures)
+    records = [future.result() for future in futures]  # the first failure in plan order
+    return merge_chunks(documents, data_cfg, records)
+
+
+class ChunkFailed(RuntimeError):
+    """A chunk of a stage's tokenization failed (after its task's retries); the message names it."""
 
 
 def shard_identity(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> list[Any]:

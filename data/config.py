@@ -28,6 +28,11 @@ class DataConfig(BaseModel):
     )
     seed: int = Field(1337, description="Seed of the document-level train/val split.")
     threads: int = Field(0, ge=0, description="Tokenizer threads; 0 uses every core.")
+    chunk_row_groups: PositiveInt = Field(
+        32, description="Row groups of a stage's documents file (up to 2,048 documents each) per tokenize chunk, a "
+        "task run of its own (tokenize-<stage>-<i>/<n>). The output is the same whatever the value; it is part of "
+        "no cache key but the chunks' own.",
+    )
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from data.atomic import atomic_open
-from data.shards import ShardWriter, dtype_for_vocab
+from data.shards import ShardWriter, dtype_for_vocab, read_header, read_shard
 
 EOT_TEXT = "<|endoftext|>"
 
@@ -92,6 +93,28 @@ def _encode_row_group(encoding, docs_path: Path, index: int) -> tuple[np.ndarray
     return _encode_chunk(encoding, table.column("id").to_pylist(), table.column("text").to_pylist())
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def encoding_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's encoding threads, shared by every file being tokenized here at once (a stage's chunks, stages
+    side by side): while one chunk finishes its last row group, the next one's keep the other cores busy."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tokenize")
+        return _POOLS[threads]
+
+
+def row_group_chunks(docs_path: str | Path, per_chunk: int) -> list[range]:
+    """The documents file's row groups in contiguous runs of at most `per_chunk`, in order: the chunks a stage's
+    tokenization is split into. Concatenated in order their outputs are the whole file's, whatever `per_chunk`."""
+    if per_chunk < 1:
+        raise ValueError(f"row groups per chunk must be at least 1, got {per_chunk}")
+    n_groups = pq.ParquetFile(docs_path).num_row_groups
+    return [range(start, min(start + per_chunk, n_groups)) for start in range(0, n_groups, per_chunk)] or [range(0)]
+
+
 def tokenize_documents(
     docs_path: str | Path,
     tokens_path: str | Path,
@@ -100,19 +123,21 @@ def tokenize_documents(
     threads: int = 0,
     meta: dict | None = None,
     on_progress: Callable[[int], None] | None = None,
+    row_groups: range | None = None,
 ) -> TokenizeSummary:
     """Write all documents' tokens to `tokens_path` (shard format) and `index_path` (.npz: ends, keys).
 
     The documents file's row groups are the units of work (write_documents bounds their size); a few of
     them are in flight at a time, so memory stays flat whatever the dataset size. `on_progress(documents
-    so far)` follows each row group."""
+    so far)` follows each row group. `row_groups`: only those (a chunk, see row_group_chunks); default all."""
     encoding = get_encoding(tokenizer)
     info = Tokenizer(tokenizer, encoding.n_vocab, encoding.eot_token)
     threads = threads or os.cpu_count() or 1
     ends: list[np.ndarray] = []
     keys: list[np.ndarray] = []
     offset = n_docs = 0
-    with ShardWriter(tokens_path, info.vocab_size) as writer, ThreadPoolExecutor(threads) as pool:
+    pool = encoding_pool(threads)
+    with ShardWriter(tokens_path, info.vocab_size) as writer:
         pending: collections.deque[Future] = collections.deque()
 
         def drain_one() -> None:
@@ -126,7 +151,9 @@ def tokenize_documents(
             if on_progress:
                 on_progress(n_docs)
 
-        for index in range(pq.ParquetFile(docs_path).num_row_groups):
+        if row_groups is None:
+            row_groups = range(pq.ParquetFile(docs_path).num_row_groups)
+        for index in row_groups:
             pending.append(pool.submit(_encode_row_group, encoding, Path(docs_path), index))
             if len(pending) >= 2 * threads:
                 drain_one()
@@ -138,6 +165,38 @@ def tokenize_documents(
     with atomic_open(index_path) as handle:
         np.savez(handle, ends=all_ends.astype(np.int64), keys=all_keys)
     return TokenizeSummary(n_documents=int(all_ends.size), n_tokens=int(header["n_tokens"]), sha256=header["sha256"])
+
+
+def merge_token_files(
+    parts: list[tuple[Path, Path]], tokens_path: str | Path, index_path: str | Path, meta: dict | None = None
+) -> TokenizeSummary:
+    """Concatenate chunks' (token file, index) pairs, in the given order, into one token file and index: the same
+    bytes tokenize_documents writes for the whole documents file given the same `meta`."""
+    if not parts:
+        raise ValueError("no chunks to merge")
+    first = read_header(parts[0][0])
+    info = {key: first[key] for key in ("tokenizer", "vocab_size", "eot_token")}
+    ends: list[np.ndarray] = []
+    keys: list[np.ndarray] = []
+    offset = 0
+    with ShardWriter(tokens_path, info["vocab_size"]) as writer:
+        for part_tokens, part_index in parts:
+            # The chunks' checksums were checked when their records were; reading them again would cost a pass.
+            shard = read_shard(part_tokens, verify=False, expect=info)
+            for start in range(0, shard.n_tokens, _MERGE_BLOCK):
+                writer.write(np.asarray(shard.tokens[start : start + _MERGE_BLOCK]))
+            part_ends, part_keys = load_index(part_index)
+            ends.append(part_ends + offset)
+            keys.append(part_keys)
+            offset += shard.n_tokens
+        header = writer.commit(**info, **(meta or {}))
+    all_ends, all_keys = np.concatenate(ends), np.concatenate(keys)
+    with atomic_open(index_path) as handle:
+        np.savez(handle, ends=all_ends.astype(np.int64), keys=all_keys)
+    return TokenizeSummary(n_documents=int(all_ends.size), n_tokens=int(header["n_tokens"]), sha256=header["sha256"])
+
+
+_MERGE_BLOCK = 1 << 24  # tokens copied at a time: memory stays flat whatever a chunk's size
 
 
 def load_index(index_path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -80,7 +80,12 @@ def run_cached(task: Task[..., R], storage: str | Path, **parameters: Any) -> tu
     A record from the cache is trusted only if its files are still whole; otherwise the step runs
     again (refresh_cache overwrites the stale record) instead of failing later.
     """
-    records = trusted_records(storage)
+    return run_cached_in(task, trusted_records(storage), **parameters)
+
+
+def run_cached_in(task: Task[..., R], records: Path, **parameters: Any) -> tuple[R, bool]:
+    """run_cached with a records folder from trusted_records: for steps run while others write their records
+    (a step called by a step), where setting records aside could catch one half-written."""
     state = task.with_options(result_storage=records)(**parameters, return_state=True)
     return _checked(task, records, state, parameters)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
+from prefect.transactions import CommitMode, transaction
 
 from curriculum.prepare import (
     DocumentsRecord,
     ShardsRecord,
+    TokenizeChunk,
+    TokensChunkRecord,
     TokensRecord,
     fetch_stage,
     make_reader,
@@ -16,11 +20,14 @@ from curriculum.prepare import (
     shard_stage,
     tokenize_stage,
 )
+from curriculum.prepare import (
+    tokenize_chunk as tokenize_chunk_step,
+)
 from curriculum.stages import CurriculumStage
 from data.config import DataConfig
 from data.hf_reader import HubUnreachable
 from data.web.config import ScrapeConfig
-from tasks.caching import keyed_by
+from tasks.caching import keyed_by, results_dir, run_cached_in
 from tasks.ui_publish import prepare_progress
 
 FETCH_CODE = ("curriculum.prepare", "data.documents", "data.hf_reader", "data.text_files", "data.text_cleanup")
@@ -65,6 +72,22 @@ def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: s
 
 
 @task(
+    name="tokenize-chunk",
+    task_run_name="tokenize-{documents.stage}-{chunk.index}/{chunk.of}",
+    cache_key_fn=keyed_by(
+        lambda p: [p["documents"].sha256, p["data"].tokenizer, p["chunk"].first, p["chunk"].stop], *TOKENIZE_CODE
+    ),
+    persist_result=True,
+    result_serializer="json",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=lambda task, run, state: _worth_retrying(state.result(raise_on_failure=False)),
+)
+def tokenize_chunk(documents: DocumentsRecord, data: DataConfig, chunk: TokenizeChunk) -> TokensChunkRecord:
+    return tokenize_chunk_step(documents, data, chunk)
+
+
+@task(
     name="tokenize",
     task_run_name="tokenize-{documents.stage}",
     cache_key_fn=keyed_by(lambda p: [p["documents"].sha256, p["data"].tokenizer], *TOKENIZE_CODE),
@@ -72,8 +95,20 @@ def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: s
     result_serializer="json",
 )
 def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> TokensRecord:
+    """The stage's tokens, its chunks each a task run of its own (tokenize-<stage>-<i>/<n>, cached by its row groups,
+    retried on I/O errors), merged in order. A cached stage record means no chunk runs at all."""
     progress = prepare_progress(run, documents.stage, total=documents.n_documents)
-    tokens = tokenize_stage(documents, data, on_progress=progress.update)
+    # The flow's records folder (trusted_records of the data folder): the chunks' records sit beside this task's.
+    records = results_dir(data.resolved_data_dir)
+
+    def run_chunk(chunk: TokenizeChunk, on_progress: Callable[[int], None]) -> TokensChunkRecord:
+        # Progress moves a chunk at a time here (a task run's parameters cannot carry a callback).
+        # A task called by a task writes its record only when the outer one commits (Prefect's default): here each
+        # chunk's record is written as soon as it is done, so a run killed or failed before the merge keeps them all.
+        with transaction(commit_mode=CommitMode.EAGER):
+            return run_cached_in(tokenize_chunk, records, documents=documents, data=data, chunk=chunk)[0]
+
+    tokens = tokenize_stage(documents, data, on_progress=progress.update, run_chunk=run_chunk)
     progress.update(tokens.n_documents)
     progress.finish(f"tokenized {tokens.n_documents:,} documents, {tokens.n_tokens:,} tokens")
     return tokens

@@ -16,9 +16,11 @@ import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
 
+from data.shards import read_header
+from data.tokenize import tokenize_documents
 from tests.data.web.server import WebTestServer
 from tests.support.configs import TRAIN_CONFIG, WEB_PAGES
-from tests.support.pause import pause_env, wait_until_paused
+from tests.support.pause import kill_group, pause_env, wait_until_paused
 from tests.support.prefect_server import ROOT, api_client
 
 # Each test runs flows/curriculum.py as a process, most with a Dask cluster.
@@ -94,21 +96,69 @@ def task_runs_of(server, flow_run_id: str) -> dict:
     return {run.name: run for run in runs}
 
 
+# 5,000 stories make three row groups in the documents file, each tokenized as a chunk of its own.
+CHUNKED = ("--set", "stages.warmup.n_items=5000", "--set", "data.chunk_row_groups=1")
+CHUNKS = {"warmup": 3, "books": 1, "web": 1}
+
+
 def test_a_two_worker_dask_cluster_prepares_the_same_bytes_as_threads(tmp_path, shared, prefect_server):
     env = prefect_server.env()
     threads = write_config(tmp_path / "threads", shared)
-    finish(cli(threads, "--prepare-only", "--task-runner", "threads", env=env), threads)
+    finish(cli(threads, "--prepare-only", "--task-runner", "threads", *CHUNKED, env=env), threads)
+    threads_run = newest_flow_run(prefect_server)
     dask = write_config(tmp_path / "dask", shared)
-    output = finish(cli(dask, "--prepare-only", "--task-runner", "dask", "--workers", "2", env=env), dask)
+    output = finish(cli(dask, "--prepare-only", "--task-runner", "dask", "--workers", "2", *CHUNKED, env=env), dask)
     assert "distributed.scheduler" in output  # a Dask cluster was started, not the threads runner
     assert prepared(tmp_path / "dask") == prepared(tmp_path / "threads")
     assert len(prepared(tmp_path / "dask")["shards"]) == 2 * len(STAGES)
 
-    # The Dask workers report to the run's Prefect server: every step is a named, completed task run there.
+    # The Dask workers report to the run's Prefect server: every step, and every chunk of a stage's tokenization
+    # (a task run called by the stage's tokenize task), is a named, completed task run there.
+    for flow_run in (threads_run, newest_flow_run(prefect_server)):
+        task_runs = task_runs_of(prefect_server, flow_run)
+        for stage in STAGES:
+            chunks = [f"tokenize-{stage}-{i}/{CHUNKS[stage]}" for i in range(1, CHUNKS[stage] + 1)]
+            for name in (f"fetch-{stage}", f"tokenize-{stage}", f"shard-{stage}", *chunks):
+                assert task_runs[name].state.is_completed(), sorted(task_runs)
+        assert len([name for name in task_runs if name.startswith("tokenize-warmup-")]) == 3, sorted(task_runs)
+
+
+def completed(server, names: list[str]) -> bool:
+    task_runs = task_runs_of(server, newest_flow_run(server))
+    return all(name in task_runs and task_runs[name].state.is_completed() for name in names)
+
+
+def test_a_run_killed_before_merging_takes_every_chunk_from_the_cache(tmp_path, shared, prefect_server):
+    config = write_config(tmp_path / "run", shared)
+    paused = tmp_path / "paused"
+    env = {**prefect_server.env(), **pause_env(paused, "tokenize-merge")}
+    process = cli(config, "--prepare-only", "--task-runner", "threads", *CHUNKED, env=env)
+    chunks = [f"tokenize-warmup-{i}/3" for i in (1, 2, 3)]
+    try:
+        wait_until_paused(process, paused, log=lambda: (config.parent / "run.log").read_text(errors="replace"))
+        # Every stage stops before its merge; the kill lands once the warmup stage's three chunks are recorded.
+        deadline = time.monotonic() + TIMEOUT_S
+        while not completed(prefect_server, chunks):
+            assert time.monotonic() < deadline, "the warmup chunks did not complete"
+            time.sleep(0.5)
+    finally:
+        kill_group(process)
+    work = config.parent / "data" / "work" / "warmup"
+    assert len(list(work.glob("tokens-*-rg*.bin"))) == 3 and not list(work.glob("tokens-*_base.bin"))
+
+    output = finish(cli(config, "--prepare-only", "--task-runner", "threads", *CHUNKED, env=prefect_server.env()),
+                    config)
     task_runs = task_runs_of(prefect_server, newest_flow_run(prefect_server))
-    for stage in STAGES:
-        for step in ("fetch", "tokenize", "shard"):
-            assert task_runs[f"{step}-{stage}"].state.is_completed(), sorted(task_runs)
+    assert [task_runs[name].state.name for name in chunks] == ["Cached"] * 3, output[-3000:]
+    assert task_runs["tokenize-warmup"].state.name == "Completed"  # the merge ran, from the cached chunks
+    # The merged tokens are those of one pass over the whole documents file; the chunk files are gone.
+    [documents] = work.glob("documents-*.parquet")
+    [merged] = work.glob("tokens-*_base.bin")
+    whole = tmp_path / "whole.bin"
+    tokenize_documents(documents, whole, tmp_path / "whole.index.npz", threads=2,
+                       meta={"stage": "warmup", "documents_sha256": read_header(merged)["documents_sha256"]})
+    assert merged.read_bytes() == whole.read_bytes()
+    assert not list(work.glob("tokens-*-rg*"))
 
 
 def dask_workers(process: subprocess.Popen) -> list[psutil.Process]:
