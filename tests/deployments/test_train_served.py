@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,8 @@ def test_a_two_process_served_run_shows_what_a_one_process_run_shows(trained_run
     run, out_dir = two_process_run
     assert run.state_name == "Completed", run.state_name
     one, two = task_runs_of(served.server, trained_run.flow_run.id), task_runs_of(served.server, run.id)
-    assert sorted(two) == sorted(one)
+    # The data came from the first run's cache: its tokenize chunks (tokenize-<stage>-i/n) ran only then.
+    assert sorted(two) == sorted(name for name in one if not re.search(r"-\d+/\d+$", name))
     assert all(task_run.state.is_completed() for task_run in two.values())
     one_artifacts, two_artifacts = _artifacts(served.server, trained_run.flow_run.id), _artifacts(served.server, run.id)
     # The data came from the first run's cache, so only the web stage (fetched every time) reports preparing.
