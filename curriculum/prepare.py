@@ -91,6 +91,14 @@ class DocumentsRecord(BaseModel):
         return _file_ok(self.path, self.sha256)
 
 
+def _tokens_ok(path: Path, sha256: str, index_path: Path, index_sha256: str) -> bool:
+    """A token file (shard format, checked against the checksum its header and the record hold) and its index."""
+    try:
+        return read_shard(path).sha256 == sha256 and _file_ok(index_path, index_sha256)
+    except (ShardError, OSError):
+        return False
+
+
 class TokensRecord(BaseModel):
     stage: str
     path: Path
@@ -102,10 +110,7 @@ class TokensRecord(BaseModel):
     tokenizer: str
 
     def is_intact(self) -> bool:
-        try:
-            return read_shard(self.path).sha256 == self.sha256 and _file_ok(self.index_path, self.index_sha256)
-        except (ShardError, OSError):
-            return False
+        return _tokens_ok(self.path, self.sha256, self.index_path, self.index_sha256)
 
 
 class ShardsRecord(BaseModel):
@@ -188,10 +193,7 @@ class TokensChunkRecord(BaseModel):
         return chunk_name(self.stage, self.index, self.of)
 
     def is_intact(self) -> bool:
-        try:
-            return read_shard(self.path).sha256 == self.sha256 and _file_ok(self.index_path, self.index_sha256)
-        except (ShardError, OSError):
-            return False
+        return _tokens_ok(self.path, self.sha256, self.index_path, self.index_sha256)
 
 
 class TokenizeChunk(BaseModel):
