@@ -2,6 +2,7 @@
 over several seeds, side by side, then one report: final target loss, compute to reach flat's final loss, a plot.
 
     python flows/compare.py --type simple --seeds 3 --arms curriculum,flat,mixed,lengths --match flops
+    python flows/compare.py --config mix-a.yaml --versus mix-b.yaml --arms curriculum,flat   # two curricula
 
 Served as the deployments `compare/simple` and `compare/default` (deployments/serve.py).
 """
@@ -37,8 +38,11 @@ from curriculum.compare.arms import (  # noqa: E402
     ARMS,
     EVAL_POINTS,
     MIXED_SHARD,
+    VERSUS,
     check_comparable,
     check_match,
+    check_versus,
+    needs_mixed_shard,
     parse_arms,
     plan_arms,
     run_folder,
@@ -46,8 +50,8 @@ from curriculum.compare.arms import (  # noqa: E402
 )
 from curriculum.compare.mixed import mixed_record  # noqa: E402
 from curriculum.compare.plot import COMPARE_PLOT_FILE, render_compare_plot, save_compare_plot  # noqa: E402
-from curriculum.compare.report import build_report, curve, report_markdown, speedup_line  # noqa: E402
-from curriculum.config import ConfigError, load_run_config, parse_override  # noqa: E402
+from curriculum.compare.report import build_report, curve, report_markdown, speedup_line, versus_line  # noqa: E402
+from curriculum.config import ConfigError, RunConfig, load_run_config, parse_override  # noqa: E402
 from curriculum.presets import PRESETS  # noqa: E402
 from curriculum.training.run_dir import read_metrics  # noqa: E402
 from curriculum.training.trainer import resolve_model_config  # noqa: E402
@@ -83,6 +87,7 @@ def compare(
     match: Literal["tokens", "flops"] = "flops",
     out_dir: str | None = None,
     evals: int = EVAL_POINTS,
+    versus_config_path: str | None = None,
 ) -> dict[str, Any]:
     """Train the curriculum and its control arms at matched compute over several seeds, and report which pays.
 
@@ -95,6 +100,9 @@ def compare(
         match: Match every arm's compute to the curriculum's in training "tokens" or "flops".
         out_dir: The comparison folder (default out/compare/<name>); each arm and seed trains in <arm>-seed<k>/.
         evals: Evaluations per run (on every stage's val set), spread evenly over its iterations, plus stage ends.
+        versus_config_path: A second YAML curriculum trained as the arm "versus" (other mixtures, LR transitions):
+            same model and seeds, its own stages and train settings, matched in compute, judged on the first's
+            target. The overrides apply to it too.
     """
     if seeds < 1:
         raise ConfigError(f"seeds={seeds}: give at least 1 (3 or more for a mean ± std worth reading)")
@@ -105,30 +113,38 @@ def compare(
     if roots is not None:
         if config_path is not None:
             check_path("config_path", config_path, roots)
+        if versus_config_path is not None:
+            check_path("versus_config_path", versus_config_path, roots)  # before the file is read
         if out_dir is not None:
             check_path("out_dir", out_dir, roots)
     config = load_run_config(type=type, config_path=config_path, overrides=overrides)
+    versus = load_versus(config, versus_config_path, overrides) if versus_config_path else None
     if roots is not None:
         confine_paths(config, roots)
+        if versus is not None:
+            confine_paths(versus, roots)
     resolve_model_config(config.curriculum, config.model)
     check_comparable(config)  # before anything is prepared
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
     with hold_folder(compare_dir, "compare"):
         # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.
         shards = prepare_stages(config)
+        # Into the same data folder: a source both curricula read is prepared once.
+        versus_shards = prepare_stages(versus) if versus is not None else None
         mixed = (mixed_record(shards, compare_dir / MIXED_SHARD, config.curriculum.max_block_size)
-                 if "mixed" in arm_names else None)
-        plans = plan_arms(config, shards, arm_names, match, mixed, evals)
+                 if needs_mixed_shard(config, arm_names) else None)
+        plans = plan_arms(config, shards, arm_names, match, mixed, evals, versus=versus, versus_shards=versus_shards)
         ks = list(range(1, seeds + 1))
         atomic_write_text(compare_dir / PLAN_FILE, json.dumps(
             {"match": match, "seeds": [seed_of(config.train, k) for k in ks],
              "arms": [p.model_dump(mode="json") for p in plans]}, indent=2) + "\n")
         for plan in plans:
-            print(f"arm {plan.arm}: " + "; ".join(
+            print(f"arm {plan.arm}{f' ({plan.label})' if plan.label else ''}: " + "; ".join(
                 f"{s.stage.name} ({s.data}, block {s.stage.block_size}, {s.iters:,} iterations)" for s in plan.stages)
                 + f" = {plan.tokens:,} tokens, {plan.flops:.3g} FLOPs")
-        # Every arm and seed at once: the task runner's workers train them side by side.
-        futures = {(plan.arm, k): train_arm.submit(plan, k, seed_of(config.train, k), shards,
+        # Every arm and seed at once: the task runner's workers train them side by side, each measured on the
+        # curriculum arm's val sets.
+        futures = {(plan.arm, k): train_arm.submit(plan, k, seed_of(config.train, k), plans[0],
                                                    run_folder(compare_dir, plan.arm, k))
                    for plan in plans for k in ks}
         for future in futures.values():
@@ -139,7 +155,8 @@ def compare(
         curves = {plan.arm: [curve(plan, read_metrics(run_folder(compare_dir, plan.arm, k)), target) for k in ks]
                   for plan in plans}
         report = build_report(plans, curves, target, match, [seed_of(config.train, k) for k in ks])
-        title = f"compare {config.name}: {', '.join(arm_names)} at matched {match}, {seeds} seed(s)"
+        shown = [*arm_names, *([f"{VERSUS} {versus.name}"] if versus is not None else [])]
+        title = f"compare {config.name}: {', '.join(shown)} at matched {match}, {seeds} seed(s)"
         png = render_compare_plot(plans, curves, target, title)
         save_compare_plot(png, compare_dir / COMPARE_PLOT_FILE)
         atomic_write_text(compare_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
@@ -149,6 +166,19 @@ def compare(
     print(markdown)
     print(f"report: {compare_dir / REPORT_FILE}, plot: {compare_dir / COMPARE_PLOT_FILE}")
     return report
+
+
+def load_versus(config: RunConfig, path: str, overrides: dict[str, Any]) -> RunConfig:
+    """The --versus curriculum with the same overrides, checked against `config` (check_versus)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--versus {path}: no such file; give the YAML run config of the second curriculum "
+                          "(written like a --config file)")
+    try:
+        versus = load_run_config(config_path=path, overrides=overrides)
+    except ConfigError as error:
+        also = f" (the overrides {sorted(overrides)} apply to it too)" if overrides else ""
+        raise ConfigError(f"--versus {path}{also}: {error}") from None
+    return check_versus(config, versus, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default {','.join(ARMS)})")
     parser.add_argument("--match", default="flops", help="match compute in tokens or flops (default flops)")
+    parser.add_argument("--versus", metavar="FILE.yaml",
+                        help="a second curriculum trained as the arm 'versus' (other mixtures or LR transitions): "
+                        "same model and seeds, its own stages and train settings, matched in compute, judged on "
+                        "the first's target; --set applies to it too")
     parser.add_argument("--evals", type=int, default=EVAL_POINTS,
                         help=f"evaluations per run, spread evenly, plus one at each stage end (default {EVAL_POINTS})")
     parser.add_argument("--data-dir", metavar="DIR", help="where shards and data caches go (default: out/data/<name>)")
@@ -182,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = dict(parse_override(text) for text in args.overrides)
         if args.data_dir:
             overrides["data.data_dir"] = args.data_dir
-        load_run_config(type=args.type, config_path=args.config, overrides=overrides)  # mistakes before Prefect
+        config = load_run_config(type=args.type, config_path=args.config, overrides=overrides)  # mistakes first
+        check_comparable(config)
+        if args.versus:
+            load_versus(config, args.versus, overrides)
         parse_arms(args.arms)
         check_match(args.match)
         if args.seeds < 1:
@@ -195,10 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         report = compare(type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
-                         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals)
+                         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals,
+                         versus_config_path=args.versus)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if VERSUS in report["arms"]:
+        print(versus_line(report), flush=True)
     print(speedup_line(report), flush=True)  # the last line
     return 0
 

@@ -15,7 +15,8 @@ from curriculum.compare.arms import ArmPlan
 from data.atomic import atomic_write_bytes
 
 COMPARE_PLOT_FILE = "compare.png"
-COLORS = {"curriculum": "tab:blue", "flat": "tab:orange", "mixed": "tab:green", "lengths": "tab:red"}
+COLORS = {"curriculum": "tab:blue", "flat": "tab:orange", "mixed": "tab:green", "lengths": "tab:red",
+          "versus": "tab:purple"}
 
 
 def render_compare_plot(
@@ -32,7 +33,8 @@ def render_compare_plot(
             xs = [runs[0][i][axis] for i in range(n)]
             losses = [[points[i]["target"] for points in runs] for i in range(n)]
             color = COLORS.get(plan.arm)
-            axes.plot(xs, [sum(v) / len(v) for v in losses], label=f"{plan.arm} ({len(runs)} seeds)", color=color,
+            name = f"{plan.arm} {plan.label}" if plan.label else plan.arm
+            axes.plot(xs, [sum(v) / len(v) for v in losses], label=f"{name} ({len(runs)} seeds)", color=color,
                       marker=".", markersize=4)
             axes.fill_between(xs, [min(v) for v in losses], [max(v) for v in losses], color=color, alpha=0.2,
                               linewidth=0)

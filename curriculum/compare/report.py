@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from curriculum.compare.arms import ArmPlan, Match
+from curriculum.compare.arms import VERSUS, ArmPlan, Match
 from curriculum.compare.flops import FORMULA
 
 NOT_REACHED = "not reached"
@@ -67,7 +67,8 @@ def build_report(
     plans: Sequence[ArmPlan], curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], target: str, match: Match,
     seeds: Sequence[int],
 ) -> dict[str, Any]:
-    """`curves[arm][k]` is seed k's curve (curve()); returns the report as JSON-able data."""
+    """`curves[arm][k]` is seed k's curve (curve()); returns the report as JSON-able data. With a versus arm, it
+    also gets `reach_curriculum_final`: the same measures against the curriculum arm instead of flat."""
     axis = "tokens" if match == "tokens" else "flops"
     finals = {arm: [points[-1]["target"] for points in runs] for arm, runs in curves.items()}
     flat_levels = finals.get("flat")
@@ -82,27 +83,43 @@ def build_report(
             "final_losses": {name: mean_std([points[-1]["losses"][name] for points in runs])
                              for name in runs[0][-1]["losses"]},
         }
+        if plan.label:
+            entry["curriculum"] = plan.label
         if flat_levels is not None:
-            flat_runs = curves["flat"]
-            reach = []
-            for k, points in enumerate(runs):
-                tokens = compute_to_reach(points, flat_levels[k], "tokens")
-                flops = compute_to_reach(points, flat_levels[k], "flops")
-                flat_at = compute_to_reach(flat_runs[k], flat_levels[k], axis)
-                mine = tokens if axis == "tokens" else flops
-                reach.append({"seed": seeds[k], "level": flat_levels[k], "tokens": tokens, "flops": flops,
-                              "ratio_to_flat": None if mine is None or not flat_at else mine / flat_at})
-            ratios = [r["ratio_to_flat"] for r in reach]
-            reached = [r for r in ratios if r is not None]
-            entry["reach_flat_final"] = {
-                "per_seed": reach, "reached": f"{len(reached)}/{len(ratios)}",
-                "ratio_to_flat": mean_std(reached) if len(reached) == len(ratios) else NOT_REACHED,
-                "speedup_vs_flat": (mean_std([1 / r for r in reached]) if len(reached) == len(ratios) and all(reached)
-                                    else NOT_REACHED),
-            }
+            entry["reach_flat_final"] = _reach(runs, curves["flat"], "flat", axis, seeds)
+        if plan.arm == VERSUS:
+            entry["reach_curriculum_final"] = _reach(runs, curves["curriculum"], "curriculum", axis, seeds)
         arms[plan.arm] = entry
-    return {"target": target, "match": match, "axis": axis, "flops_formula": FORMULA, "seeds": list(seeds),
-            "flat_final_target_loss": mean_std(flat_levels) if flat_levels else None, "arms": arms}
+    last = plans[0].stages[-1]  # the curriculum arm's: the target
+    mixture = ({c.name: w for c, w in zip(last.stage.components(), last.stage.weights, strict=True)}
+               if last.stage.sources else None)
+    return {"target": target, "target_mixture": mixture, "match": match, "axis": axis, "flops_formula": FORMULA,
+            "seeds": list(seeds), "flat_final_target_loss": mean_std(flat_levels) if flat_levels else None,
+            "arms": arms}
+
+
+def _reach(runs: Sequence[Sequence[Mapping[str, Any]]], reference: Sequence[Sequence[Mapping[str, Any]]], name: str,
+           axis: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """The compute each seed of an arm needs to reach the final target loss of the `reference` arm's same seed,
+    its ratio to the reference's own, and the speed-up (mean ± std over seeds; "not reached" if a seed never
+    gets there)."""
+    reach = []
+    for k, points in enumerate(runs):
+        level = reference[k][-1]["target"]
+        tokens = compute_to_reach(points, level, "tokens")
+        flops = compute_to_reach(points, level, "flops")
+        theirs = compute_to_reach(reference[k], level, axis)
+        mine = tokens if axis == "tokens" else flops
+        reach.append({"seed": seeds[k], "level": level, "tokens": tokens, "flops": flops,
+                      f"ratio_to_{name}": None if mine is None or not theirs else mine / theirs})
+    ratios = [r[f"ratio_to_{name}"] for r in reach]
+    reached = [r for r in ratios if r is not None]
+    return {
+        "per_seed": reach, "reached": f"{len(reached)}/{len(ratios)}",
+        f"ratio_to_{name}": mean_std(reached) if len(reached) == len(ratios) else NOT_REACHED,
+        f"speedup_vs_{name}": (mean_std([1 / r for r in reached]) if len(reached) == len(ratios) and all(reached)
+                               else NOT_REACHED),
+    }
 
 
 def speedup_line(report: Mapping[str, Any], arm: str = "curriculum") -> str:
@@ -115,6 +132,21 @@ def speedup_line(report: Mapping[str, Any], arm: str = "curriculum") -> str:
     if speedup == NOT_REACHED:
         return f"speedup_vs_flat={NOT_REACHED}"
     return f"speedup_vs_flat={speedup['mean']:.3f}±{speedup['std']:.3f}"
+
+
+def versus_line(report: Mapping[str, Any]) -> str:
+    """The CLI's line before the last with a versus arm: its speed-up against the curriculum (the curriculum's
+    compute / the versus's, to the curriculum's final target loss) and both final target losses."""
+    entry = report["arms"][VERSUS]
+    speedup = entry["reach_curriculum_final"]["speedup_vs_curriculum"]
+    shown = NOT_REACHED if speedup == NOT_REACHED else f"{speedup['mean']:.3f}±{speedup['std']:.3f}"
+    mine, theirs = entry["final_target_loss"], report["arms"]["curriculum"]["final_target_loss"]
+    return (f"versus_speedup_vs_curriculum={shown} (versus {entry.get('curriculum', VERSUS)}: final target loss "
+            f"{mine['mean']:.4f}±{mine['std']:.4f}, curriculum {theirs['mean']:.4f}±{theirs['std']:.4f})")
+
+
+def _arm_name(arm: str, entry: Mapping[str, Any]) -> str:
+    return f"{arm} (`{entry['curriculum']}`)" if entry.get("curriculum") else arm
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -143,10 +175,13 @@ def _pm(stats: Any, digits: int = 3) -> str:
 def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = "") -> str:
     """The report as markdown: the arms table, each stage's val loss at the end, the formula and the plot."""
     axis = report["axis"]
+    mixture = report.get("target_mixture")
+    of_mixture = (" (a mixture: the mean of its sources' val losses weighted " + ", ".join(
+        f"`{name}` {weight:g}" for name, weight in mixture.items()) + ")") if mixture else ""
     lines = [
         f"# {title}",
         "",
-        f"Target: the val set of stage `{report['target']}`. Compute matched by **{report['match']}**; "
+        f"Target: the val set of stage `{report['target']}`{of_mixture}. Compute matched by **{report['match']}**; "
         f"FLOPs per token = `{report['flops_formula']}`. Seeds: {', '.join(map(str, report['seeds']))} "
         "(seed k of every arm starts from the same weights).",
         "",
@@ -160,20 +195,30 @@ def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = 
             per_seed = ", ".join(_amount(r[axis]) for r in reach["per_seed"])
             per_seed = f"{per_seed} ({reach['reached']} reached)"
         lines.append(
-            f"| {arm} | {entry['tokens']:,} | {entry['flops']:.3g} | {_pm(entry['final_target_loss'])} | "
+            f"| {_arm_name(arm, entry)} | {entry['tokens']:,} | {entry['flops']:.3g} | "
+            f"{_pm(entry['final_target_loss'])} | "
             f"{per_seed if reach else '-'} | {_pm(reach['ratio_to_flat']) if reach else '-'} | "
             f"{_pm(reach['speedup_vs_flat']) if reach else '-'} |"
         )
+    versus = report["arms"].get(VERSUS)
+    if versus is not None:
+        reach = versus["reach_curriculum_final"]
+        per_seed = ", ".join(_amount(r[axis]) for r in reach["per_seed"])
+        lines += ["", f"{_arm_name(VERSUS, versus)} against the curriculum: {axis} to the curriculum's final target "
+                  f"loss (per seed) {per_seed} ({reach['reached']} reached); ratio to the curriculum "
+                  f"{_pm(reach['ratio_to_curriculum'])}; speed-up vs the curriculum "
+                  f"{_pm(reach['speedup_vs_curriculum'])}."]
     names = list(next(iter(report["arms"].values()))["final_losses"])
     lines += ["", "Val loss at the end on every stage's val set (mean ± std over seeds): what each arm keeps or "
               "forgets.", "", "| arm | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for arm, entry in report["arms"].items():
-        lines.append(f"| {arm} | " + " | ".join(_pm(entry["final_losses"][n]) for n in names) + " |")
+        lines.append(f"| {_arm_name(arm, entry)} | " + " | ".join(_pm(entry["final_losses"][n]) for n in names)
+                     + " |")
     lines += ["", "Stages of each arm:", "", "| arm | stages (data, block size, iterations) |", "| --- | --- |"]
     for arm, entry in report["arms"].items():
         stages = "; ".join(f"{s['name']} ({s['data']}, {s['block_size']}, {s['iterations']:,})"
                            for s in entry["stages"])
-        lines.append(f"| {arm} | {stages} |")
+        lines.append(f"| {_arm_name(arm, entry)} | {stages} |")
     if plot_markdown:
         lines += ["", plot_markdown]
     return "\n".join(lines) + "\n"

@@ -66,6 +66,8 @@ class StageRun:
     card: dict[str, Any]  # config.json of the checkpoints
     listener: TrainListener
     eval_blocks: dict[str, int] = field(default_factory=dict)  # extra eval sets (shards "eval:<name>") -> block size
+    # A mixed extra eval set (shards "eval:<name>@<i>") -> its sources' weights
+    eval_mixtures: dict[str, list[float]] = field(default_factory=dict)
     # set by restore():
     model: GPT = field(init=False)
     optimizer: torch.optim.Optimizer = field(init=False)
@@ -212,7 +214,7 @@ class StageRun:
     def evaluate(
         self, net: torch.nn.Module, done: int, lr: float, tokens_per_s: float, forgetting: bool = False
     ) -> MetricsRow:
-        plan, cfg = self.plan, self.cfg
+        plan = self.plan
         if self.progress["loss_count"]:
             self.progress["train_loss"] = self.progress["loss_sum"] / self.progress["loss_count"]
         self.progress["loss_sum"], self.progress["loss_count"] = 0.0, 0
@@ -233,11 +235,7 @@ class StageRun:
                 s.name: self.val_loss(net, s, f"val:{s.name}") for s in self.curriculum.stages[: plan.stage_index]
             }
         if self.eval_blocks:
-            row["evals"] = {
-                name: evaluate(net, self.shards[f"eval:{name}"].tokens, block, cfg.batch_size, cfg.eval_iters,
-                               self.runtime)
-                for name, block in self.eval_blocks.items()
-            }
+            row["evals"] = {name: self.eval_set_loss(net, name, block) for name, block in self.eval_blocks.items()}
         if not distributed.is_writer():
             return row
         append_jsonl(self.run_dir / METRICS_FILE, row)
@@ -259,6 +257,18 @@ class StageRun:
         losses = [evaluate(net, self.shards[part].tokens, stage.block_size, cfg.batch_size, cfg.eval_iters,
                            self.runtime) for part in mixture_keys(stage, key).values()]
         return sum(w * loss for w, loss in zip(stage.weights, losses, strict=True)) / sum(stage.weights)
+
+    def eval_set_loss(self, net: torch.nn.Module, name: str, block_size: int) -> float:
+        """Loss on an extra eval set; a mixed one's is the weighted mean over its sources, as val_loss weighs a
+        mixed stage's, so a comparison's target is the same number in every arm."""
+        cfg = self.cfg
+        weights = self.eval_mixtures.get(name)
+        if not weights:
+            return evaluate(net, self.shards[f"eval:{name}"].tokens, block_size, cfg.batch_size, cfg.eval_iters,
+                            self.runtime)
+        losses = [evaluate(net, self.shards[f"eval:{name}@{i}"].tokens, block_size, cfg.batch_size, cfg.eval_iters,
+                           self.runtime) for i in range(len(weights))]
+        return sum(w * loss for w, loss in zip(weights, losses, strict=True)) / sum(weights)
 
     def checkpoint(
         self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None,

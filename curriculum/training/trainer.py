@@ -122,6 +122,7 @@ class ResolvedStart:
     shards: dict[str, Shard]  # verified; empty when finished
     resume_from: Checkpoint | None  # the newest intact in-stage checkpoint; None: start at iteration 0
     eval_blocks: dict[str, int] = field(default_factory=dict)  # StageData.eval_sets' names -> block sizes
+    eval_mixtures: dict[str, list[float]] = field(default_factory=dict)  # a mixed eval set's name -> its weights
 
     @property
     def stage(self) -> CurriculumStage:
@@ -174,7 +175,10 @@ def resolve_stage_start(
         previous_end,
     )
     eval_blocks = {name: eval_set.block_size for name, eval_set in data.eval_sets.items()}
-    return replace(resolved, shards=shards, resume_from=resume_from, eval_blocks=eval_blocks)
+    eval_mixtures = {name: [weight for _, weight in eval_set.mixture]
+                     for name, eval_set in data.eval_sets.items() if eval_set.mixture}
+    return replace(resolved, shards=shards, resume_from=resume_from, eval_blocks=eval_blocks,
+                   eval_mixtures=eval_mixtures)
 
 
 def run_stage(
@@ -208,6 +212,7 @@ def run_stage(
         ),
         listener=listener,
         eval_blocks=start.eval_blocks,
+        eval_mixtures=start.eval_mixtures,
     )
     starting_from = run.restore(start.model_cfg, vocab_size, start.resume_from, start.previous_end)
     schedule = stage_schedule(start.plans, stage_index, train_cfg, start.stage.lr)
@@ -277,8 +282,10 @@ def _open_shards(
         )
     paths = {"train": data.train, "val": data.val} | {f"val:{s.name}": data.earlier_val[s.name] for s in earlier}
     blocks = {"train": stage.block_size, "val": stage.block_size} | {f"val:{s.name}": s.block_size for s in earlier}
-    paths |= {f"eval:{name}": eval_set.path for name, eval_set in data.eval_sets.items()}
-    blocks |= {f"eval:{name}": eval_set.block_size for name, eval_set in data.eval_sets.items()}
+    for name, eval_set in data.eval_sets.items():  # a mixed one: each source's shard, eval:<name>@<i>
+        for i, (path, _) in enumerate(eval_set.parts()):
+            key = f"eval:{name}@{i}" if eval_set.mixture else f"eval:{name}"
+            paths[key], blocks[key] = path, eval_set.block_size
     # Mixed stages: every source's shards, under the keys mixture_keys() names.
     for s in [*earlier, stage]:
         if not s.sources:

@@ -16,10 +16,18 @@ from curriculum.training.schedule import StagePlan
 
 @dataclass(frozen=True)
 class EvalSet:
-    """A token shard evaluated at every evaluation besides the stage's own val set, at its own block size."""
+    """A token shard evaluated at every evaluation besides the stage's own val set, at its own block size.
+
+    A mixed stage's val set is several shards: `mixture` holds each source's val shard with its weight (`path` is
+    then the first's), and the loss is their weighted mean, as the trainer reports a mixed stage's val_loss."""
 
     path: Path
     block_size: int
+    mixture: tuple[tuple[Path, float], ...] = ()
+
+    def parts(self) -> tuple[tuple[Path, float], ...]:
+        """(shard, weight) pairs: the mixture, or the one shard with weight 1."""
+        return self.mixture or ((self.path, 1.0),)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from curriculum.compare.arms import parse_arms, plan_arms
+from curriculum.compare.arms import check_comparable, check_versus, parse_arms, plan_arms
 from curriculum.compare.flops import flops_per_token
 from curriculum.compare.report import compute_to_reach
-from curriculum.config import ConfigError, load_run_config
+from curriculum.config import ConfigError, load_run_config, validate_run_config
 from curriculum.prepare import ShardsRecord
+from curriculum.training.schedule import plan_curriculum
 
 
 def record(stage: str, train_tokens: int, block: int) -> ShardsRecord:
@@ -109,14 +110,139 @@ def test_arms_accept_batch_budget_and_lr_settings_unchanged(default_run):
     assert plans["flat"].stages[0].stage.lr == "rewarm" and plans["flat"].train.lr_schedule == "wsd"
 
 
-def test_a_mixed_stage_is_refused_by_name_before_anything_is_prepared(default_run):
-    from curriculum.compare.arms import check_comparable
+def mixed_run(**train):
+    """--type default with its last stage a mixture (TinyStories 3 : a book 1, block 512), and one record per
+    component: warmup, foundation, pretrain.stories, pretrain.book."""
+    config = validate_run_config({"name": "mix", "stages": [
+        {"name": "warmup", "dataset_key": "roneneldan/TinyStories", "block_size": 128, "n_epochs": 1, "n_items": 500},
+        {"name": "foundation", "dataset_key": "local-files", "files": ["books/"], "block_size": 256, "n_epochs": 2},
+        {"name": "pretrain", "block_size": 512, "n_epochs": 1, "sources": [
+            {"name": "stories", "dataset_key": "roneneldan/TinyStories", "n_items": 2000, "weight": 3},
+            {"name": "book", "dataset_key": "local-files", "files": ["books/alice.txt"], "weight": 1}]},
+    ], "model": {"preset": "tiny"}, "train": train})
+    shards = [record("warmup", 400_000, 128), record("foundation", 300_000, 256),
+              record("pretrain.stories", 250_000, 512), record("pretrain.book", 150_000, 512)]
+    return config, shards
 
-    _, shards, mixed = default_run
-    config = load_run_config(type="default", overrides={"model.preset": "tiny", "stages.warmup.dataset_key": None,
-                                                       "stages.warmup.n_items": None, "stages.warmup.sources": [
-        {"dataset_key": "roneneldan/TinyStories", "weight": 1}, {"dataset_key": "local-files", "weight": 1}]})
-    with pytest.raises(ConfigError, match=r"compare: stage\(s\) \['warmup'\] mix several sources"):
+
+@pytest.mark.parametrize("match", ["tokens", "flops"])
+def test_a_mixed_last_stage_is_read_with_its_weights_in_every_arm_at_matched_compute(match):
+    config, shards = mixed_run()
+    stories, book = shards[2:]
+    plans = {p.arm: p for p in plan_arms(config, shards, ["flat", "mixed", "lengths"], match)}
+    reference = plans["curriculum"].compute(match)
+    for arm in ("flat", "mixed", "lengths"):
+        plan = plans[arm]
+        last = plan.stages[-1]
+        assert abs(plan.compute(match) - reference) <= last.tokens_per_iter * (
+            1 if match == "tokens" else last.flops_per_token) / 2, arm
+        # The trainer's own arithmetic (a mixed stage: windows of every source) gives each stage's iterations.
+        trained = plan_curriculum(plan.curriculum, plan.train_tokens(), plan.train)
+        assert [p.total_iters for p in trained] == [s.iters for s in plan.stages], arm
+    # curriculum, flat and lengths read the last stage's mixture: its sources' shards with weights 3 : 1.
+    for arm, blocks in (("curriculum", [512]), ("flat", [512]), ("lengths", [128, 256, 512])):
+        mixtures = [s for s in plans[arm].stages if s.stage.sources]
+        assert [s.stage.block_size for s in mixtures] == blocks, arm
+        for stage in mixtures:
+            assert stage.stage.weights == [3, 1] and stage.shards == [stories, book], arm
+            assert stage.component_shards() == {f"{stage.stage.name}.stories": stories,
+                                                f"{stage.stage.name}.book": book}
+    assert [s.data for s in plans["lengths"].stages] == ["pretrain"] * 3
+    # mixed: one mixture of every component at the largest block size, each weighted by the tokens the
+    # curriculum trains on it (the mixed stage's tokens shared 3 : 1).
+    [mixed] = plans["mixed"].stages
+    curriculum = plans["curriculum"].stages
+    assert (mixed.stage.name, mixed.data, mixed.stage.block_size, mixed.shards) == ("mixed", "mixed", 512, shards)
+    assert [s.name for s in mixed.stage.sources] == ["warmup", "foundation", "pretrain.stories", "pretrain.book"]
+    assert mixed.stage.weights == pytest.approx([curriculum[0].tokens, curriculum[1].tokens,
+                                                 curriculum[2].tokens * 3 / 4, curriculum[2].tokens / 4])
+
+
+def test_a_mixed_first_stage_and_a_plain_last_stage():
+    """Mixture in stage 1 only: the flat arm is a plain stage, the mixed arm still one mixture of all components."""
+    config = validate_run_config({"name": "mix1", "stages": [
+        {"name": "warmup", "block_size": 128, "n_epochs": 1, "sources": [
+            {"dataset_key": "roneneldan/TinyStories", "weight": 1}, {"dataset_key": "local-files", "weight": 2}]},
+        {"name": "main", "dataset_key": "local-files", "block_size": 256, "n_epochs": 1}],
+        "model": {"preset": "tiny"}})
+    shards = [record("warmup.s1", 100_000, 128), record("warmup.s2", 50_000, 128), record("main", 200_000, 256)]
+    plans = {p.arm: p for p in plan_arms(config, shards, ["flat", "mixed"], "flops")}
+    assert [s.shards for s in plans["curriculum"].stages] == [shards[:2], shards[2:]]
+    [flat] = plans["flat"].stages
+    assert flat.stage.sources is None and flat.shards == [shards[2]]
+    [mixed] = plans["mixed"].stages
+    assert [s.name for s in mixed.stage.sources] == ["warmup.s1", "warmup.s2", "main"] and mixed.shards == shards
+    warmup = plans["curriculum"].stages[0].tokens
+    assert mixed.stage.weights[:2] == pytest.approx([warmup / 3, warmup * 2 / 3])
+
+
+def versus_of(config, **changes):
+    """`config` as a versus file would give it, with `changes` applied as dotted overrides."""
+    raw = config.model_dump(mode="json", exclude_unset=True) | {"name": "other"}
+    for key, value in changes.items():
+        section, _, field = key.partition(".")
+        if section == "stages":
+            name, _, field = field.partition(".")
+            stage = next(s for s in raw["stages"] if s["name"] == name)
+            stage[field] = value
+        else:
+            raw.setdefault(section, {})[field] = value
+    return validate_run_config(raw)
+
+
+def test_a_versus_curriculum_of_other_weights_and_lr_transitions_is_matched_and_keeps_its_settings():
+    config, shards = mixed_run()
+    sources = [{"name": "stories", "dataset_key": "roneneldan/TinyStories", "n_items": 2000, "weight": 1},
+               {"name": "book", "dataset_key": "local-files", "files": ["books/alice.txt"], "weight": 1}]
+    versus = check_versus(config, versus_of(config, **{"stages.pretrain.sources": sources,
+                                                       "train.lr_schedule": "wsd", "train.decay_fraction": 0.3,
+                                                       "stages.pretrain.lr": "rewarm"}), "other.yaml")
+    assert versus.data.data_dir == config.data.data_dir  # prepared into the curriculum's data folder
+    plans = {p.arm: p for p in plan_arms(config, shards, ["flat"], "flops", versus=versus, versus_shards=shards)}
+    curriculum, other = plans["curriculum"], plans["versus"]
+    assert other.label == "other" and other.model == curriculum.model
+    assert (other.train.lr_schedule, other.train.decay_fraction) == ("wsd", 0.3)
+    assert curriculum.train.lr_schedule == "per-stage"
+    assert other.stages[-1].stage.lr == "rewarm" and other.stages[-1].stage.weights == [1, 1]
+    # Same stage lengths: the same iterations per stage as the curriculum, so the same compute.
+    assert [s.iters for s in other.stages] == [s.iters for s in curriculum.stages]
+    assert other.compute("flops") == curriculum.compute("flops")
+    trained = plan_curriculum(other.curriculum, other.train_tokens(), other.train)
+    assert [p.total_iters for p in trained] == [s.iters for s in other.stages]
+    # Judged on the curriculum's val sets: the arm's plan carries its own data, the flow gives it the judge.
+    assert [s.data for s in other.stages] == ["warmup", "foundation", "pretrain"]
+
+
+def test_a_versus_curriculum_of_other_lengths_keeps_its_stage_shares_at_the_curriculums_total():
+    config, shards = mixed_run()
+    versus = check_versus(config, versus_of(config, **{"stages.foundation.n_epochs": 1,
+                                                       "train.tokens_per_step": 4096}), "short.yaml")
+    plans = {p.arm: p for p in plan_arms(config, shards, [], "tokens", versus=versus, versus_shards=shards)}
+    curriculum, other = plans["curriculum"], plans["versus"]
+    assert abs(other.tokens - curriculum.tokens) <= other.stages[-1].tokens_per_iter / 2
+    assert [s.tokens_per_iter for s in other.stages] == [4096, 4096, 4096]
+    own = plan_curriculum(versus.curriculum, {s.stage: s.train_tokens for s in shards}, versus.train)
+    shares = [p.tokens_trained / sum(q.tokens_trained for q in own) for p in own]
+    assert [s.tokens / other.tokens for s in other.stages] == pytest.approx(shares, abs=4096 / other.tokens)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"model.n_embd": 128}, r"model\.n_embd is 128 there and 64 in the curriculum 'mix'; every arm trains the same"),
+    ({"train.seed": 7}, r"train\.seed is 7 there and 1337 .*seed k of every arm"),
+    ({"train.eval_iters": 3}, r"train\.eval_iters is 3 there .*train\.tokens_per_step"),
+    ({"data.val_fraction": 0.1}, r"data\.val_fraction is 0\.1 there"),
+    ({"stages.warmup.block_size": 1024}, r"stage\(s\) \['warmup'\] are longer than the model .*block_size=512"),
+    ({"stages.warmup.n_items": 900}, r"stage 'warmup' would write the files of the curriculum's stage 'warmup' "
+                                     r"\(train_warmup_pretrain\.bin"),
+])
+def test_a_versus_curriculum_that_cannot_be_compared_is_refused_by_field(changes, message):
+    config, _ = mixed_run()
+    with pytest.raises(ConfigError, match=r"--versus other\.yaml: " + message):
+        check_versus(config, versus_of(config, **changes), "other.yaml")
+
+
+def test_a_one_stage_curriculum_is_refused_with_what_to_do():
+    config = validate_run_config({"stages": [{"name": "only", "dataset_key": "local-files", "block_size": 64,
+                                              "n_epochs": 1}]})
+    with pytest.raises(ConfigError, match="at least 2 stages; 'custom' has 1 .*--versus"):
         check_comparable(config)
-    with pytest.raises(ConfigError, match="mix several sources"):
-        plan_arms(config, shards, ["flat"], "tokens", mixed)
