@@ -66,7 +66,8 @@ def build_deployments() -> list[RunnerDeployment]:
             parameters={"type": name},
             description=f"Does the curriculum pay? {(PRESETS[name].__doc__ or '').strip()} Parameters as on the "
             "command line of flows/compare.py: type, config_path, overrides, seeds, arms "
-            "(curriculum,flat,mixed,lengths), match (tokens or flops), out_dir.",
+            "(curriculum,flat,mixed,lengths), match (tokens or flops), out_dir, versus_config_path (a second "
+            "YAML curriculum, --versus).",
             tags=TAGS,
             entrypoint_type=EntrypointType.MODULE_PATH,  # a module path, as for the curriculum deployments below
         )

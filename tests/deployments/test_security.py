@@ -91,8 +91,10 @@ def test_serve_py_warns_about_a_server_with_prefects_defaults(served):
     assert "PREFECT_SERVER_CORS_ALLOWED_ORIGINS" in log
 
 
-def failed_run(served, **parameters):
-    flow_run_id, result = trigger(served.server, "curriculum/simple", prepare_only=True, **parameters)
+def failed_run(served, deployment="curriculum/simple", **parameters):
+    if deployment.startswith("curriculum/"):
+        parameters["prepare_only"] = True
+    flow_run_id, result = trigger(served.server, deployment, **parameters)
     assert result.returncode == 0 and flow_run_id, result.stdout + result.stderr
     run = wait_for_run(served.server, flow_run_id, log=served.log_path)
     assert run.state.is_failed(), f"{run.state_name}: {run.state.message}"
@@ -120,6 +122,19 @@ def test_a_served_run_whose_override_moves_out_dir_outside_fails_before_any_task
                          overrides={"train.out_dir": str(tmp_path / ".." / "elsewhere")})
     assert "served run refused: train.out_dir" in message
     assert str((tmp_path / ".." / "elsewhere").resolve()) in message
+    assert not (served_hardened.cwd / "out").exists()
+
+
+def test_a_served_compare_run_with_a_versus_file_outside_the_allowed_folders_fails_before_any_task(
+        served_hardened, tmp_path):
+    inside = served_hardened.cwd / "tiny.yaml"
+    inside.write_text(TINY_CONFIG.format(data_dir="out/data/tiny"))
+    versus = tmp_path / "versus.yaml"
+    versus.write_text(TINY_CONFIG.format(data_dir="out/data/tiny"))
+    message = failed_run(served_hardened, "compare/simple", config_path=str(inside),
+                         versus_config_path=str(versus), seeds=1)
+    assert "served run refused: versus_config_path" in message
+    assert str(versus.resolve()) in message and "--allow-path" in message
     assert not (served_hardened.cwd / "out").exists()
 
 
