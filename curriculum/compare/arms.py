@@ -38,7 +38,7 @@ from model.config import ModelConfig
 log = logging.getLogger(__name__)
 
 ARMS = ("curriculum", "flat", "mixed", "lengths")
-VERSUS = "versus"  # the arm of a second curriculum (--versus), added to ARMS' when one is given
+VERSUS = "versus"  # the arm of a second curriculum: not among ARMS, a --versus file adds it
 Match = Literal["tokens", "flops"]
 MIXED_SHARD = "train_mixed.bin"
 EVAL_POINTS = 20  # evaluations per run, spread evenly over its iterations (and one at every stage end)
@@ -182,9 +182,10 @@ def check_versus(config: RunConfig, versus: RunConfig, path: str | Path) -> RunC
         )
     # One data folder: a component of each curriculum with the same name (work folder) or shard file must be
     # the same data, or preparing one would overwrite the other's files.
-    mine = {c.name: c for c in config.components()} | {c.shard_name.casefold(): c for c in config.components()}
+    names = {c.name: c for c in config.components()}
+    files = {c.shard_name.casefold(): c for c in config.components()}  # compared as macOS and Windows do
     for component in versus.components():
-        other = mine.get(component.name) or mine.get(component.shard_name.casefold())
+        other = names.get(component.name) or files.get(component.shard_name.casefold())
         if other is not None and (other.model_dump(mode="json", exclude=TRAINING_FIELDS)
                                   != component.model_dump(mode="json", exclude=TRAINING_FIELDS)):
             raise ConfigError(
@@ -266,10 +267,11 @@ def plan_arms(
         return _arm(arm, stages, model, settings.model_copy(update={"max_iters": None}), eval_points, label)
 
     total = [sum(targets)]
+    mixture = any(stage.sources for stage in curriculum.stages)
     for arm in arms:
         if arm == "flat":
             result.append(matched(arm, [(last, last.name, last_records)], total))
-        elif arm == "mixed" and not needs_mixed_shard(config, arms):  # a mixed stage: one mixture of all
+        elif arm == "mixed" and mixture:  # one mixture of every component, not one shard file
             stage = CurriculumStage(name="mixed", block_size=curriculum.max_block_size, n_epochs=1,
                                     dataset_suffix=last.dataset_suffix, sources=mixed_sources(curriculum, plans))
             result.append(matched(arm, [(stage, "mixed", [r for mine in records for r in mine])], total))

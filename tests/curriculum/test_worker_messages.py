@@ -46,13 +46,17 @@ class Recorder(TrainListener):
 
 def test_arguments_read_back_equal(curriculum, tmp_path):
     data = StageData(train=tmp_path / "t.bin", val=tmp_path / "v.bin", earlier_val={"warmup": tmp_path / "w.bin"},
-                     eval_sets={"target": EvalSet(tmp_path / "e.bin", 64)}, sha256={str(tmp_path / "t.bin"): "ab"})
+                     eval_sets={"target": EvalSet(tmp_path / "e.bin", 64),
+                                "mixed": EvalSet(tmp_path / "a.bin", 64, ((tmp_path / "a.bin", 3.0),
+                                                                          (tmp_path / "b.bin", 1.0)))},
+                     sha256={str(tmp_path / "t.bin"): "ab"})
     args = WorkerArgs(curriculum=curriculum, stage_index=1, data=data, model_cfg=ModelConfig(preset="tiny"),
                       train_cfg=TrainConfig(batch_size=8, nproc=2, dist_timeout_s=30), run_dir=tmp_path,
                       train_tokens={"warmup": 10}, expect_tokenizer={"tokenizer": "r50k_base", "vocab_size": 50257})
     back = WorkerArgs.model_validate_json(args.model_dump_json())
     assert back == args
     assert isinstance(back.data.eval_sets["target"], EvalSet) and isinstance(back.data.train, Path)
+    assert back.data.eval_sets["mixed"].parts() == ((tmp_path / "a.bin", 3.0), (tmp_path / "b.bin", 1.0))
 
 
 def test_events_replay_in_order_and_a_partial_line_waits(curriculum, tmp_path):
