@@ -8,13 +8,11 @@ report; every input left out also goes to the SkipReport with its reason.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from data.documents import Document, SkipReport
@@ -24,6 +22,7 @@ from data.web.config import ScrapeConfig
 from data.web.crawl import BackgroundCrawl
 from data.web.decode import BoundedDecoder, DecodeError
 from data.web.fetch import FetchResult
+from data.web.ordered_extraction import OrderedExtractions
 from data.web.report import CrawlReport, CrawlRow, reason_counts
 from data.web.sniff import SNIFF_BYTES, ContentType, sniff
 from data.web.urls import BadLine, LocalFile, ScrapeError, expand_paths, load_url_list, redact
@@ -32,9 +31,6 @@ log = logging.getLogger(__name__)
 
 LOCAL_TYPES = {"html": "text/html", "pdf": "application/pdf", None: ""}
 # Reasons that mean "the network did not let us", as opposed to "the site or the page said no".
-# Inputs read ahead of the one whose document goes out next (see WebReader.documents).
-PENDING_INPUTS = 32
-PENDING_BYTES = 256 << 20
 NETWORK_REASONS = {"host-unreachable", "connect-error", "network-timeout", "connection-error", "deadline"}
 
 
@@ -72,81 +68,50 @@ class WebReader:
         urls, files = self.url_list.urls, self.files
         stopped_early = False
         workers = self.config.extract_workers or os.cpu_count() or 1
-        pending: collections.deque[tuple[CrawlRow, Future[Extracted], int]] = collections.deque()
+        extractions: OrderedExtractions[CrawlRow] | None = None
         try:
             with ExtractionPool(
                 timeout=self.config.extract_timeout,
                 memory_mb=self.config.extract_memory_mb,
                 max_pdf_pages=self.config.max_pdf_pages,
                 workers=workers,
-            ) as pool, ThreadPoolExecutor(workers) as extractors, BackgroundCrawl(urls, self.config,
-                                                                                 self.cache_dir) as crawl:
-                # Up to `workers` inputs are extracted at once; their results are taken in input order (so
-                # documents, duplicates and the report do not depend on which finishes first). Inputs read ahead
-                # wait in memory, up to PENDING_INPUTS per worker and PENDING_BYTES in all: enough that one slow
-                # input (a 4-second PDF) does not leave the other workers idle behind it.
-                pending_bytes = 0
-
-                def extract(body: bytes, kind: str, url: str | None = None, charset: str | None = None) -> Future:
-                    return extractors.submit(pool.extract, body, kind=kind, url=url, charset=charset)
-
-                def keep(row: CrawlRow, future: Future[Extracted], size: int) -> None:
-                    nonlocal pending_bytes
-                    pending.append((row, future, size))
-                    pending_bytes += size
-
-                def ready(limit: int) -> Iterator[Document]:
-                    nonlocal pending_bytes
-                    while len(pending) > limit or (pending and pending_bytes > PENDING_BYTES):
-                        row, future, size = pending.popleft()
-                        pending_bytes -= size
-                        doc = self._document(row.item, future.result(), row, kept, report)
+            ) as pool, OrderedExtractions[CrawlRow](pool, workers) as extractions, BackgroundCrawl(
+                urls, self.config, self.cache_dir
+            ) as crawl:
+                # Up to `workers` inputs are extracted at once, in batches (data/web/ordered_extraction.py); the
+                # documents come out in input order.
+                def documents(leave: int) -> Iterator[Document]:
+                    assert extractions is not None
+                    for row, result in extractions.take(leave):
+                        doc = self._document(row.item, result, row, kept, report)
                         if doc is not None:
                             yield doc
 
                 cache = ResponseCache(self.cache_dir)
                 for index in range(len(urls)):
                     if not crawl.has_result(index):
-                        yield from ready(0)  # a slow fetch: what was read so far goes out before waiting on it
+                        # A slow fetch: what was read so far is extracted and goes out before waiting on it.
+                        extractions.start()
+                        yield from documents(0)
                     fetched = crawl.result(index)
                     row = _fetch_row(fetched)
                     rows.append(row)
                     body = self._cached_body(cache, fetched, row, report)
                     if body is not None:
                         assert fetched.kind is not None  # an "ok" fetch, the only one with a body, has its kind
-                        keep(row, extract(body, fetched.kind, fetched.final_url, fetched.charset), len(body))
-                        yield from ready(PENDING_INPUTS * workers)
-                # Saved files are read a batch ahead and each batch is extracted largest first, so the longest
-                # extractions start while there is other work to overlap them (on the bench's pages and PDFs one
-                # PDF takes half of all the extraction time); their documents still go out in input order.
-                batch: list[tuple[CrawlRow, bytes, str]] = []
-
-                def submit_batch() -> Iterator[Document]:
-                    started = {id(row): extract(body, kind) for row, body, kind in
-                               sorted(batch, key=lambda item: -len(item[1]))}
-                    for row, body, _ in batch:
-                        keep(row, started[id(row)], len(body))
-                    submitted = len(batch)
-                    batch.clear()
-                    yield from ready(submitted)  # the batch before this one, while this one is extracted
-
-                batch_bytes = 0
+                        if extractions.add(row, body, fetched.kind, fetched.final_url, fetched.charset):
+                            yield from documents(extractions.in_last_batch)  # while that batch is extracted
                 for local in files:
                     row = CrawlRow(str(local.path), "path", "ok")
                     rows.append(row)
                     loaded = self._read_local(local, row, report)
-                    if loaded is not None:
-                        batch.append((row, *loaded))
-                        batch_bytes += len(loaded[0])
-                    if len(batch) >= PENDING_INPUTS * workers or batch_bytes > PENDING_BYTES // 2:
-                        yield from submit_batch()
-                        batch_bytes = 0
-                yield from submit_batch()
-                yield from ready(0)
+                    if loaded is not None and extractions.add(row, *loaded):
+                        yield from documents(extractions.in_last_batch)
+                extractions.start()
+                yield from documents(0)
         except GeneratorExit:
             stopped_early = True  # the consumer has enough (n_items): not an error
-            for row, future, _ in pending:  # read, but the stage needs no more documents
-                future.cancel()
+            for row in extractions.abandon() if extractions is not None else []:  # read, but not needed
                 row.status, row.reason, row.detail = "skipped", "not-read", "the stage had its n_items documents first"
             raise
         finally:
