@@ -30,8 +30,8 @@ from curriculum.prepare import (
     tokenize_plan,
 )
 from curriculum.stages import CurriculumStage
-from data.config import DataConfig
 from curriculum.summary import stage_data_summary, stage_header
+from data.config import DataConfig
 from tasks.caching import Settled, settle_cached, stored, submit_cached
 from tasks.prepare import fetch, shard, tokenize, tokenize_chunk
 from tasks.ui_publish import data_summary_row, prepare_progress, publish_crawl_report

@@ -18,7 +18,7 @@ def test_the_largest_input_starts_first_and_results_keep_input_order():
     # and 1.2 s on the long one alone (1.7 s); largest first, the long one overlaps the short ones (1.2 s).
     inputs = [(f"short-{i}", sleep_body(0.1, 10)) for i in range(10)] + [("long", sleep_body(1.2, 100))]
     with ExtractionPool(workers=2, timeout=10) as pool, OrderedExtractions[str](pool, workers=2) as extractions:
-        for row, body in inputs:  # warm the two workers up first: a worker's start is not what is measured
+        for row, _ in inputs:  # warm the two workers up first: a worker's start is not what is measured
             extractions.add(row, sleep_body(0.0, 1), "test-sleep")
         extractions.start()
         list(extractions.take(0))
