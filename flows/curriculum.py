@@ -26,20 +26,18 @@ if __name__ == "__main__":
 import contextlib  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Generator, Iterable, Iterator  # noqa: E402
-from typing import Any, Literal, NamedTuple  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from typing import Any, Literal  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.futures import PrefectFuture  # noqa: E402
 from prefect.runtime import deployment, flow_run  # noqa: E402
-from prefect.task_runners import TaskRunner  # noqa: E402
 
 from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.node_handoff import clear_handoff, wait_for_handoff, write_handoff  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
-from curriculum.prepare import DocumentsRecord, ShardsRecord, TokensRecord, pin_hub_commit  # noqa: E402
-from curriculum.stages import CurriculumStage  # noqa: E402
-from curriculum.summary import stage_data_summary, stage_header  # noqa: E402
+from curriculum.prepare import ShardsRecord  # noqa: E402
 from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
     check_run_dir,
@@ -53,13 +51,11 @@ from curriculum.training.run_dir import (  # noqa: E402
 from curriculum.training.schedule import plan_curriculum  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
+from flows.stage_prep import settle_stage, submit_stage  # noqa: E402
 from tasks.caching import settle_cached, submit_cached, trusted_records  # noqa: E402
-from tasks.prepare import fetch, shard, tokenize  # noqa: E402
 from tasks.runners import prepare_task_runner  # noqa: E402
 from tasks.train import train  # noqa: E402
 from tasks.ui_publish import (  # noqa: E402
-    data_summary_row,
-    publish_crawl_report,
     publish_data_summary,
     publish_loss_curve,
     publish_run_summary,
@@ -193,63 +189,22 @@ def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
     return list(prepared_stages(config))
 
 
-class StageChain(NamedTuple):
-    """One stage's submitted steps, and the fetch step's parameters (to run it again if its cached files are gone)."""
-
-    stage: CurriculumStage
-    fetch: dict[str, Any]
-    documents: PrefectFuture[DocumentsRecord]
-    tokens: PrefectFuture[TokensRecord]
-    shards: PrefectFuture[ShardsRecord]
-
-
 def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
     """Every stage's steps submitted at once to the run's task runner (prepare.task_runner), so stages prepare
-    side by side; their records come back in stage order, each as soon as its stage is ready (a mixed stage:
-    one per source, CurriculumStage.components). The data folder is locked until the last stage is prepared."""
+    side by side (flows/stage_prep.py); their records come back in stage order, each as soon as its stage is
+    ready (a mixed stage: one per source, CurriculumStage.components). The data folder is locked until the last
+    stage is prepared."""
     rows = []
-    with hold_folder(config.data_dir, "data"), prepare_task_runner(config.prepare) as runner:
+    components = config.components()
+    with hold_folder(config.data_dir, "data"), prepare_task_runner(config.prepare) as runner, \
+            ThreadPoolExecutor(len(components), thread_name_prefix="stage") as threads:
         records = trusted_records(config.data_dir)
-        chains = [submit_stage(runner, records, stage, config) for stage in config.components()]
+        chains = [submit_stage(threads, runner, records, stage, config) for stage in components]
         for index, chain in enumerate(chains):
-            record, row = settle_stage(records, index, chain, config)
+            record, row = settle_stage(index, chain, config)
             rows.append(row)
             yield record
         publish_data_summary(config.name, rows)
-
-
-def submit_stage(runner: TaskRunner, records: Path, stage: CurriculumStage, config: RunConfig) -> StageChain:
-    """One stage's fetch -> tokenize -> shard, submitted: each step starts when the one before it is done."""
-    fetch_parameters: dict[str, Any] = {
-        "stage": pin_hub_commit(stage, config.data, config.scrape), "data": config.data, "scrape": config.scrape,
-        "run": config.name,
-    }
-    documents = submit_cached(fetch, records, runner, **fetch_parameters)
-    tokens = submit_cached(tokenize, records, runner, documents=documents, data=config.data, run=config.name)
-    shards = submit_cached(shard, records, runner, tokens=tokens, stage=stage, data=config.data)
-    return StageChain(stage, fetch_parameters, documents, tokens, shards)
-
-
-def settle_stage(records: Path, index: int, chain: StageChain, config: RunConfig) -> tuple[ShardsRecord, dict]:
-    """The stage's records once its steps are done (a cached step whose files are gone runs again), reported."""
-    stage = chain.stage
-    print(stage_header(index, len(config.components()), stage), flush=True)
-    fetched = settle_cached(chain.documents, fetch, records, **chain.fetch)
-    documents = fetched.record
-    tokenized = settle_cached(chain.tokens, tokenize, records, inputs_ran_again=fetched.ran_again,
-                              documents=documents, data=config.data, run=config.name)
-    sharded = settle_cached(chain.shards, shard, records, inputs_ran_again=tokenized.ran_again,
-                            tokens=tokenized.record, stage=stage, data=config.data)
-    record = sharded.record
-    cached = {"fetch": fetched.cached, "tokenize": tokenized.cached, "shard": sharded.cached}
-    print(stage_data_summary(documents, record, cached, stage.n_items), flush=True)
-    get_run_logger().info(
-        "stage %r data: %s documents, %s train / %s val tokens, skipped %s",
-        stage.name, documents.n_documents, record.train_tokens, record.val_tokens, documents.skipped or "none",
-    )
-    if documents.crawl_report:
-        publish_crawl_report(config.name, stage.name, documents.crawl_report)
-    return record, data_summary_row(documents, record, cached)
 
 
 def train_stages(

@@ -14,7 +14,9 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from prefect import Task, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
 from prefect.futures import PrefectFuture
+from prefect.results import ResultStore
 from prefect.task_runners import TaskRunner
 
 from data.checksums import json_sha256
@@ -36,20 +38,29 @@ def hash_key(*parts: Any) -> str:
     return json_sha256(parts)
 
 
-def keyed_by(identity: Callable[[dict[str, Any]], Any], *modules: str):
+class ContentKey:
     """A Prefect `cache_key_fn` hashing `identity(parameters)` with the source of `modules` (step_code_hash).
 
     `identity` picks what matters from the task's parameters (checksums and settings); returning
     None disables caching for that call (e.g. a web crawl that only fetching can tell apart).
     """
 
-    def cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-        content = identity(parameters)
+    def __init__(self, identity: Callable[[dict[str, Any]], Any], *modules: str):
+        self.identity, self.modules = identity, modules
+
+    def __call__(self, context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+        return self.key(context.task.name, parameters)
+
+    def key(self, task_name: str, parameters: dict[str, Any]) -> str | None:
+        """The key a run of the task named `task_name` with `parameters` is cached under."""
+        content = self.identity(parameters)
         if content is None:
             return None
-        return hash_key(context.task.name, step_code_hash(*modules), content)
+        return hash_key(task_name, step_code_hash(*self.modules), content)
 
-    return cache_key
+
+def keyed_by(identity: Callable[[dict[str, Any]], Any], *modules: str) -> ContentKey:
+    return ContentKey(identity, *modules)
 
 
 def results_dir(base: str | Path) -> Path:
@@ -100,14 +111,37 @@ def trusted_records(storage: str | Path) -> Path:
 
 def submit_cached(
     task: Task[..., R], records: Path, runner: TaskRunner | None = None, wait_for: Iterable[Any] | None = None,
-    **parameters: Any,
+    refresh: bool = False, **parameters: Any,
 ) -> PrefectFuture[R]:
     """Submit `task` with its results under `records` (from trusted_records) to `runner`, or to the flow's own
-    task runner; futures among `parameters` are resolved by Prefect before the step runs."""
-    bound = task.with_options(result_storage=records)
+    task runner; futures among `parameters` are resolved by Prefect before the step runs. `refresh`: run it even
+    if the cache holds a record (one that stored() found stale), and store the new one in its place."""
+    bound = task.with_options(result_storage=records, refresh_cache=True) if refresh else task.with_options(
+        result_storage=records)
     if runner is None:
         return bound.submit(**parameters, wait_for=wait_for)
     return runner.submit(bound, parameters, wait_for)
+
+
+class Stored(NamedTuple):
+    record: Any  # the intact record the cache holds for the call, or None
+    stale: bool  # the cache holds a record whose files are missing or damaged
+
+
+def stored(task: Task[..., R], records: Path, **parameters: Any) -> Stored:
+    """What the cache holds for `task` called with `parameters` (settled records, no futures), without running it:
+    for a flow that submits a step's parts only when the step itself is not cached."""
+    key_fn = task.cache_key_fn
+    key = key_fn.key(task.name, parameters) if isinstance(key_fn, ContentKey) else None
+    store = ResultStore(result_storage=LocalFileSystem(basepath=str(records)))
+    if key is None or not store.exists(key):
+        return Stored(None, False)
+    try:
+        record = store.read(key).result
+    except Exception as error:  # being written by a run of the same step elsewhere, or unreadable: run it
+        get_run_logger().info("cached result of %s could not be read (%s); running it again", task.name, error)
+        return Stored(None, True)
+    return Stored(record, False) if record.is_intact() else Stored(None, True)
 
 
 class Settled(NamedTuple):

@@ -16,6 +16,7 @@ from curriculum.prepare import (
     TokensRecord,
     fetch_stage,
     make_reader,
+    merge_chunks,
     shard_identity,
     shard_stage,
     tokenize_stage,
@@ -94,10 +95,20 @@ def tokenize_chunk(documents: DocumentsRecord, data: DataConfig, chunk: Tokenize
     persist_result=True,
     result_serializer="json",
 )
-def tokenize(documents: DocumentsRecord, data: DataConfig, run: str = "run") -> TokensRecord:
-    """The stage's tokens, its chunks each a task run of its own (tokenize-<stage>-<i>/<n>, cached by its row groups,
-    retried on I/O errors), merged in order. A cached stage record means no chunk runs at all."""
+def tokenize(
+    documents: DocumentsRecord, data: DataConfig, run: str = "run", chunks: list[TokensChunkRecord] | None = None
+) -> TokensRecord:
+    """The stage's tokens: its `chunks` merged in order, as the flow gives them once it has run each as a task of
+    its own on the run's task runner (tokenize_chunk); without `chunks`, the chunks run here, each a task run of
+    its own (tokenize-<stage>-<i>/<n>, cached by its row groups, retried on I/O errors). The cache key is the
+    documents' checksum and the tokenizer, whoever ran the chunks: a cached stage record means no chunk runs."""
     progress = prepare_progress(run, documents.stage, total=documents.n_documents)
+    if chunks is not None:
+        tokens = merge_chunks(documents, data, chunks)
+        progress.update(tokens.n_documents)
+        progress.finish(f"tokenized {tokens.n_documents:,} documents in {len(chunks)} chunks, {tokens.n_tokens:,} "
+                        "tokens")
+        return tokens
     # The flow's records folder (trusted_records of the data folder): the chunks' records sit beside this task's.
     records = results_dir(data.resolved_data_dir)
 

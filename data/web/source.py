@@ -8,13 +8,11 @@ report; every input left out also goes to the SkipReport with its reason.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from data.documents import Document, SkipReport
@@ -24,6 +22,7 @@ from data.web.config import ScrapeConfig
 from data.web.crawl import BackgroundCrawl
 from data.web.decode import BoundedDecoder, DecodeError
 from data.web.fetch import FetchResult
+from data.web.ordered_extraction import OrderedExtractions
 from data.web.report import CrawlReport, CrawlRow, reason_counts
 from data.web.sniff import SNIFF_BYTES, ContentType, sniff
 from data.web.urls import BadLine, LocalFile, ScrapeError, expand_paths, load_url_list, redact
@@ -69,53 +68,50 @@ class WebReader:
         urls, files = self.url_list.urls, self.files
         stopped_early = False
         workers = self.config.extract_workers or os.cpu_count() or 1
-        pending: collections.deque[tuple[CrawlRow, Future[Extracted]]] = collections.deque()
+        extractions: OrderedExtractions[CrawlRow] | None = None
         try:
             with ExtractionPool(
                 timeout=self.config.extract_timeout,
                 memory_mb=self.config.extract_memory_mb,
                 max_pdf_pages=self.config.max_pdf_pages,
                 workers=workers,
-            ) as pool, ThreadPoolExecutor(workers) as extractors, BackgroundCrawl(urls, self.config,
-                                                                                 self.cache_dir) as crawl:
-                # Up to `workers` inputs are extracted at once; their results are taken in input order (so
-                # documents, duplicates and the report do not depend on which finishes first), and only a few
-                # bodies wait in memory.
-
-                def submit(row: CrawlRow, body: bytes, kind: str, url: str | None, charset: str | None) -> None:
-                    pending.append((row, extractors.submit(pool.extract, body, kind=kind, url=url, charset=charset)))
-
-                def ready(limit: int) -> Iterator[Document]:
-                    while len(pending) > limit:
-                        row, future = pending.popleft()
-                        doc = self._document(row.item, future.result(), row, kept, report)
+            ) as pool, OrderedExtractions[CrawlRow](pool, workers) as extractions, BackgroundCrawl(
+                urls, self.config, self.cache_dir
+            ) as crawl:
+                # Up to `workers` inputs are extracted at once, in batches (data/web/ordered_extraction.py); the
+                # documents come out in input order.
+                def documents(leave: int) -> Iterator[Document]:
+                    assert extractions is not None
+                    for row, result in extractions.take(leave):
+                        doc = self._document(row.item, result, row, kept, report)
                         if doc is not None:
                             yield doc
 
                 cache = ResponseCache(self.cache_dir)
                 for index in range(len(urls)):
                     if not crawl.has_result(index):
-                        yield from ready(0)  # a slow fetch: what was read so far goes out before waiting on it
+                        # A slow fetch: what was read so far is extracted and goes out before waiting on it.
+                        extractions.start()
+                        yield from documents(0)
                     fetched = crawl.result(index)
                     row = _fetch_row(fetched)
                     rows.append(row)
                     body = self._cached_body(cache, fetched, row, report)
                     if body is not None:
                         assert fetched.kind is not None  # an "ok" fetch, the only one with a body, has its kind
-                        submit(row, body, fetched.kind, fetched.final_url, fetched.charset)
-                        yield from ready(2 * workers)
+                        if extractions.add(row, body, fetched.kind, fetched.final_url, fetched.charset):
+                            yield from documents(extractions.in_last_batch)  # while that batch is extracted
                 for local in files:
                     row = CrawlRow(str(local.path), "path", "ok")
                     rows.append(row)
                     loaded = self._read_local(local, row, report)
-                    if loaded is not None:
-                        submit(row, loaded[0], loaded[1], None, None)
-                        yield from ready(2 * workers)
-                yield from ready(0)
+                    if loaded is not None and extractions.add(row, *loaded):
+                        yield from documents(extractions.in_last_batch)
+                extractions.start()
+                yield from documents(0)
         except GeneratorExit:
             stopped_early = True  # the consumer has enough (n_items): not an error
-            for row, future in pending:  # read, but the stage needs no more documents
-                future.cancel()
+            for row in extractions.abandon() if extractions is not None else []:  # read, but not needed
                 row.status, row.reason, row.detail = "skipped", "not-read", "the stage had its n_items documents first"
             raise
         finally:

@@ -3,10 +3,6 @@ are recorded and taken from the cache by the next run."""
 
 from __future__ import annotations
 
-import hashlib
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from prefect import flow
 
@@ -14,19 +10,9 @@ from curriculum.prepare import ChunkFailed, DocumentsRecord
 from data.config import DataConfig
 from tasks.caching import run_cached
 from tasks.prepare import tokenize
+from tests.support.documents import documents_file
 
 pytestmark = pytest.mark.slow  # in-process flows start Prefect's temporary server
-
-
-def documents_file(path, groups: list[list[str | None]]) -> DocumentsRecord:
-    """A documents file with these row groups, written around write_documents so a text may be missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(path, pa.schema([("id", pa.string()), ("text", pa.string())])) as writer:
-        for number, texts in enumerate(groups):
-            writer.write_table(pa.table({"id": [f"{number}-{i}" for i in range(len(texts))], "text": texts}))
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    return DocumentsRecord(stage="web", path=path, sha256=sha256, n_documents=sum(map(len, groups)), n_chars=0,
-                           skipped={}, notes=[])
 
 
 @flow(name="tokenize-chunks")
