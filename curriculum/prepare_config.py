@@ -50,3 +50,11 @@ class PrepareConfig(BaseModel):
     @property
     def resolved_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+
+def threads_per_task(threads: int, prepare: PrepareConfig, cores: int | None = None) -> int:
+    """The threads a preparation task encodes on, given `data.threads` (`threads`; 0: every core): on a local runner
+    its `workers` tasks share this machine's cores; the workers of a scheduler's cluster each use their machine's."""
+    if threads or prepare.is_address:
+        return threads
+    return max(1, (cores or os.cpu_count() or 1) // prepare.resolved_workers)

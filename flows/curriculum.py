@@ -196,8 +196,10 @@ def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
     stage is prepared."""
     rows = []
     components = config.components()
-    with hold_folder(config.data_dir, "data"), prepare_task_runner(config.prepare) as runner, \
-            ThreadPoolExecutor(len(components), thread_name_prefix="stage") as threads:
+    # The runner is left before the stages' threads are joined: when training or a stage fails (or the caller stops
+    # early), it cancels what is still queued, and the threads waiting on it end instead of preparing every stage.
+    with hold_folder(config.data_dir, "data"), ThreadPoolExecutor(len(components), thread_name_prefix="stage") as \
+            threads, prepare_task_runner(config.prepare) as runner:
         records = trusted_records(config.data_dir)
         chains = [submit_stage(threads, runner, records, stage, config) for stage in components]
         for index, chain in enumerate(chains):

@@ -29,6 +29,7 @@ from curriculum.prepare import (
     pin_hub_commit,
     tokenize_plan,
 )
+from curriculum.prepare_config import threads_per_task
 from curriculum.stages import CurriculumStage
 from curriculum.summary import stage_data_summary, stage_header
 from data.config import DataConfig
@@ -70,7 +71,8 @@ def _after_fetch(
     documents: PrefectFuture[DocumentsRecord], fetch_parameters: dict[str, Any],
 ) -> StageSteps:
     fetched = settle_cached(documents, fetch, records, **fetch_parameters)  # a cached fetch whose files are gone runs
-    tokenized = tokenize_on_runner(runner, records, fetched.record, config.data, config.name)
+    threads = threads_per_task(config.data.threads, config.prepare)
+    tokenized = tokenize_on_runner(runner, records, fetched.record, config.data, config.name, threads)
     shard_parameters = {"tokens": tokenized.record, "stage": stage, "data": config.data}
     sharded = settle_cached(submit_cached(shard, records, runner, **shard_parameters), shard, records,
                             **shard_parameters)
@@ -78,11 +80,13 @@ def _after_fetch(
 
 
 def tokenize_on_runner(
-    runner: TaskRunner, records: Path, documents: DocumentsRecord, data: DataConfig, run: str
+    runner: TaskRunner, records: Path, documents: DocumentsRecord, data: DataConfig, run: str,
+    threads: int | None = None,
 ) -> Settled:
     """The stage's tokens: from the cache when its record is there and its files whole (no chunk runs), else its
     chunks as tasks of their own on `runner`, then the merge. A failed chunk fails the stage by name
-    (ChunkFailed), once the other chunks are done: they are recorded, and a re-run takes them from the cache."""
+    (ChunkFailed), once the other chunks are done: they are recorded, and a re-run takes them from the cache.
+    `threads`: what each chunk encodes on, instead of data.threads (no cache key holds it; 0: every core)."""
     parameters: dict[str, Any] = {"documents": documents, "data": data, "run": run}
     whole = stored(tokenize, records, **parameters)
     if whole.record is not None:
@@ -96,7 +100,8 @@ def tokenize_on_runner(
     futures: dict[PrefectFuture[TokensChunkRecord], int] = {}
     known: dict[int, TokensChunkRecord] = {}
     for chunk in plan:
-        chunk_parameters = {"documents": documents, "data": data, "chunk": chunk}
+        chunk_data = data if threads is None else data.model_copy(update={"threads": threads})
+        chunk_parameters = {"documents": documents, "data": chunk_data, "chunk": chunk}
         have = stored(tokenize_chunk, records, **chunk_parameters)
         if have.record is not None:
             known[chunk.index] = have.record  # whole already: the cache hit below only shows it in the UI

@@ -83,6 +83,9 @@ class WebReader:
                 def documents(leave: int) -> Iterator[Document]:
                     assert extractions is not None
                     for row, result in extractions.take(leave):
+                        if result is None:  # left out when it was read (_mark)
+                            report.skip(row.item, row.reason, row.detail)
+                            continue
                         doc = self._document(row.item, result, row, kept, report)
                         if doc is not None:
                             yield doc
@@ -96,16 +99,15 @@ class WebReader:
                     fetched = crawl.result(index)
                     row = _fetch_row(fetched)
                     rows.append(row)
-                    body = self._cached_body(cache, fetched, row, report)
-                    if body is not None:
-                        assert fetched.kind is not None  # an "ok" fetch, the only one with a body, has its kind
-                        if extractions.add(row, body, fetched.kind, fetched.final_url, fetched.charset):
-                            yield from documents(extractions.in_last_batch)  # while that batch is extracted
+                    body = self._cached_body(cache, fetched, row)
+                    # A fetched body has its kind; an input left out (body None) goes through in its turn.
+                    if extractions.add(row, body, fetched.kind or "", fetched.final_url, fetched.charset):
+                        yield from documents(extractions.in_last_batch)  # while that batch is extracted
                 for local in files:
                     row = CrawlRow(str(local.path), "path", "ok")
                     rows.append(row)
-                    loaded = self._read_local(local, row, report)
-                    if loaded is not None and extractions.add(row, *loaded):
+                    body, kind = self._read_local(local, row) or (None, "")
+                    if extractions.add(row, body, kind):
                         yield from documents(extractions.in_last_batch)
                 extractions.start()
                 yield from documents(0)
@@ -125,28 +127,25 @@ class WebReader:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _cached_body(
-        self, cache: ResponseCache, fetched: FetchResult, row: CrawlRow, report: SkipReport
-    ) -> bytes | None:
+    def _cached_body(self, cache: ResponseCache, fetched: FetchResult, row: CrawlRow) -> bytes | None:
         """The fetched body (it waits in the cache, not in memory), or None when the URL was lost."""
         if fetched.status != "ok":
-            report.skip(fetched.url, fetched.reason, fetched.detail)
-            return None
+            return None  # the row says why
         entry = cache.get(fetched.final_url or fetched.url)
         body = cache.body(entry) if entry is not None and entry.sha256 == fetched.sha256 else None
         if body is None:
-            _drop(row, report, "failed", "cache-changed",
+            _mark(row, "failed", "cache-changed",
                   f"the cached body of {fetched.final_url} changed while the stage ran (another run?); run it again")
         return body
 
-    def _read_local(self, local: LocalFile, row: CrawlRow, report: SkipReport) -> tuple[bytes, str] | None:
+    def _read_local(self, local: LocalFile, row: CrawlRow) -> tuple[bytes, str] | None:
         """A saved page or PDF, checked like a fetched body: size caps on decoded bytes, type by its bytes."""
         c = self.config
         cap = max(c.max_html_bytes, c.max_pdf_bytes)
         started = time.perf_counter()
         size = local.path.stat().st_size
         if size > cap:
-            _drop(row, report, "skipped", "too-large", f"{size} bytes, more than the larger size cap {cap}")
+            _mark(row, "skipped", "too-large", f"{size} bytes, more than the larger size cap {cap}")
             return None
         body = local.path.read_bytes()
         if local.path.name.lower().endswith(".gz"):
@@ -155,18 +154,18 @@ class WebReader:
                 body = decoder.feed(body, cap)
                 decoder.finish()
             except DecodeError as error:
-                _drop(row, report, "failed", "bad-encoding", str(error))
+                _mark(row, "failed", "bad-encoding", str(error))
                 return None
         row.bytes = len(body)
         row.seconds = round(time.perf_counter() - started, 3)
         verdict = sniff(body[:SNIFF_BYTES], ContentType(LOCAL_TYPES[local.kind], None))
         if verdict.kind is None:
-            _drop(row, report, "skipped", verdict.reason, verdict.detail)
+            _mark(row, "skipped", verdict.reason, verdict.detail)
             return None
         limit, name = (c.max_pdf_bytes, "max_pdf_bytes") if verdict.kind == "pdf" else (c.max_html_bytes,
                                                                                        "max_html_bytes")
         if len(body) > limit:
-            _drop(row, report, "skipped", "too-large", f"{len(body)} decoded bytes, more than {name}={limit}")
+            _mark(row, "skipped", "too-large", f"{len(body)} decoded bytes, more than {name}={limit}")
             return None
         row.kind = verdict.kind
         return body, verdict.kind
@@ -239,8 +238,14 @@ def _fetch_row(fetched: FetchResult) -> CrawlRow:
 
 
 def _drop(row: CrawlRow, report: SkipReport, status: str, reason: str, detail: str) -> None:
-    row.status, row.reason, row.detail = status, reason, detail
+    _mark(row, status, reason, detail)
     report.skip(row.item, reason, detail)
+
+
+def _mark(row: CrawlRow, status: str, reason: str, detail: str) -> None:
+    """An input left out as it is read: reported (report.skip) when its turn comes in input order, as its document
+    would have gone out, so a stage stopped early at n_items reports the same whatever was read ahead."""
+    row.status, row.reason, row.detail = status, reason, detail
 
 
 def _counts_text(counts: dict[str, int]) -> str:

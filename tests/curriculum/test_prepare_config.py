@@ -8,6 +8,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from curriculum import ConfigError, load_run_config
+from curriculum.prepare_config import threads_per_task
 from curriculum.training.config import TrainConfig
 from curriculum.training.schedule import plan_curriculum
 from flows.cli import build_parser, flow_parameters
@@ -65,3 +66,14 @@ def test_a_stage_is_planned_without_later_stages_only_under_the_per_stage_schedu
         plan_curriculum(curriculum, first, per_stage.model_copy(update={"lr_schedule": "global"}), upto=0)
     with pytest.raises(ValueError, match="no count for stage"):  # wsd decays over the whole curriculum too
         plan_curriculum(curriculum, first, per_stage.model_copy(update={"lr_schedule": "wsd"}), upto=0)
+
+
+def test_a_local_runners_tasks_share_the_machines_cores_unless_threads_are_set():
+    def prepare(**settings):
+        return load_run_config(type="simple", overrides={f"prepare.{k}": v for k, v in settings.items()}).prepare
+
+    assert threads_per_task(0, prepare(workers=2), cores=8) == 4  # two tasks at once, four threads each
+    assert threads_per_task(0, prepare(workers=16), cores=8) == 1
+    assert threads_per_task(0, prepare(task_runner="dask", workers=3), cores=8) == 2
+    assert threads_per_task(3, prepare(workers=2), cores=8) == 3  # data.threads set: as given
+    assert threads_per_task(0, prepare(task_runner="tcp://10.0.0.5:8786"), cores=8) == 0  # each worker's own cores

@@ -54,3 +54,28 @@ def test_a_stage_that_stops_early_reports_the_inputs_it_read_ahead_as_not_read(s
     assert [row.item for row in rows if row.status == "ok"] == [doc.id for doc in first]
     assert len(rows) == len(paths)
     assert {row.reason for row in rows if row.status != "ok"} <= {"not-read", "duplicate", "encrypted"}
+
+
+def first_documents(shared: Path, folder: Path, workers: int, n: int) -> tuple[list[str], list, dict]:
+    """The first `n` documents of every saved page and PDF, then stop (as a stage with n_items does), with a size
+    cap that leaves the larger pages out as they are read."""
+    reader = WebReader(paths=[str(shared / "corpora" / "web")],
+                       config=ScrapeConfig(extract_workers=workers, max_html_bytes=200_000),
+                       cache_dir=folder / "cache", report_path=folder / "crawl.json")
+    report = SkipReport(source="custom-scrape")
+    documents = reader.documents(report)
+    ids = [next(documents).id for _ in range(n)]
+    documents.close()
+    rows = [(r.item, r.status, r.reason) for r in read_crawl_report(folder / "crawl.json").rows]
+    return ids, rows, dict(report.counts)
+
+
+def test_a_stage_stopped_early_reports_the_same_whatever_the_workers_read_ahead(shared, tmp_path):
+    one = first_documents(shared, tmp_path / "one", workers=1, n=5)
+    three = first_documents(shared, tmp_path / "three", workers=3, n=5)
+    assert one == three
+    ids, rows, skipped = one
+    # Inputs left out before the fifth document are reported; the ones read ahead of it are not-read, like the rest.
+    fifth = [item for item, *_ in rows].index(ids[-1])
+    assert {reason for _, status, reason in rows[fifth + 1:]} == {"not-read"}
+    assert sum(skipped.values()) == sum(status != "ok" for _, status, _ in rows[:fifth])
