@@ -25,16 +25,19 @@ from curriculum.prepare import (
     DocumentsRecord,
     ShardsRecord,
     TokensChunkRecord,
+    WebBatchRecord,
     chunk_name,
     pin_hub_commit,
     tokenize_plan,
+    web_batch_plan,
 )
 from curriculum.prepare_config import threads_per_task
-from curriculum.stages import CurriculumStage
+from curriculum.stages import CUSTOM_SCRAPE, CurriculumStage
 from curriculum.summary import stage_data_summary, stage_header
 from data.config import DataConfig
+from data.web.batches import batch_name
 from tasks.caching import Settled, settle_cached, stored, submit_cached
-from tasks.prepare import fetch, shard, tokenize, tokenize_chunk
+from tasks.prepare import fetch, fetch_batch, shard, tokenize, tokenize_chunk
 from tasks.ui_publish import data_summary_row, prepare_progress, publish_crawl_report
 
 
@@ -60,7 +63,9 @@ def submit_stage(
         "stage": pin_hub_commit(stage, config.data, config.scrape), "data": config.data, "scrape": config.scrape,
         "run": config.name,
     }
-    documents = submit_cached(fetch, records, runner, **fetch_parameters)
+    # On Dask, a web stage's inputs are fetched in batches on every worker first (fetch_batches, in the thread).
+    batched = config.prepare.task_runner != "threads" and stage.data_key == CUSTOM_SCRAPE
+    documents = None if batched else submit_cached(fetch, records, runner, **fetch_parameters)
     steps = threads.submit(contextvars.copy_context().run, _after_fetch, runner, records, stage, config,
                            documents, fetch_parameters)
     return StageChain(stage, steps)
@@ -68,8 +73,11 @@ def submit_stage(
 
 def _after_fetch(
     runner: TaskRunner, records: Path, stage: CurriculumStage, config: RunConfig,
-    documents: PrefectFuture[DocumentsRecord], fetch_parameters: dict[str, Any],
+    documents: PrefectFuture[DocumentsRecord] | None, fetch_parameters: dict[str, Any],
 ) -> StageSteps:
+    if documents is None:
+        fetch_parameters = {**fetch_parameters, "batches": fetch_batches(runner, records, fetch_parameters)}
+        documents = submit_cached(fetch, records, runner, **fetch_parameters)
     fetched = settle_cached(documents, fetch, records, **fetch_parameters)  # a cached fetch whose files are gone runs
     threads = threads_per_task(config.data.threads, config.prepare)
     tokenized = tokenize_on_runner(runner, records, fetched.record, config.data, config.name, threads)
@@ -77,6 +85,34 @@ def _after_fetch(
     sharded = settle_cached(submit_cached(shard, records, runner, **shard_parameters), shard, records,
                             **shard_parameters)
     return StageSteps(fetched, tokenized, sharded)
+
+
+def fetch_batches(runner: TaskRunner, records: Path, fetch_parameters: dict[str, Any]) -> list[WebBatchRecord]:
+    """A custom-scrape stage's inputs fetched and extracted in batches (scrape.batch_inputs inputs, a host's URLs
+    together), each a task of its own on `runner` (fetch-<stage>-<i>/<n>). A failed batch fails the stage by name
+    (BatchFailed) once the others are done."""
+    stage, data, scrape = fetch_parameters["stage"], fetch_parameters["data"], fetch_parameters["scrape"]
+    plan = web_batch_plan(stage, data, scrape)
+    futures = {submit_cached(fetch_batch, records, runner, stage=stage, data=data, scrape=scrape, batch=batch):
+               batch.index for batch in plan}
+    done: dict[int, WebBatchRecord] = {}
+    failed: dict[int, BaseException] = {}
+    for finished in as_completed(list(futures)):
+        index = futures[finished]
+        try:
+            done[index] = finished.result()
+        except Exception as error:
+            failed[index] = error
+    if failed:
+        first = min(failed)
+        cause = failed[first]
+        raise BatchFailed(f"{batch_name(stage.name, first, len(plan))} failed: {type(cause).__name__}: {cause}") \
+            from cause
+    return [done[batch.index] for batch in plan]
+
+
+class BatchFailed(RuntimeError):
+    """A batch of a web stage's inputs failed (after its task's retries); the message names it."""
 
 
 def tokenize_on_runner(

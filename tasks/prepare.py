@@ -14,7 +14,10 @@ from curriculum.prepare import (
     TokenizeChunk,
     TokensChunkRecord,
     TokensRecord,
+    WebBatchRecord,
+    fetch_batched_stage,
     fetch_stage,
+    fetch_web_batch,
     make_reader,
     merge_chunks,
     shard_identity,
@@ -27,6 +30,7 @@ from curriculum.prepare import (
 from curriculum.stages import CurriculumStage
 from data.config import DataConfig
 from data.hf_reader import HubUnreachable
+from data.web.batches import WebBatch
 from data.web.config import ScrapeConfig
 from tasks.caching import keyed_by, results_dir, run_cached_in
 from tasks.ui_publish import prepare_progress
@@ -64,12 +68,36 @@ def _fetch_identity(parameters: dict[str, Any]) -> Any:
     retry_delay_seconds=[5, 30],
     retry_condition_fn=lambda task, run, state: _worth_retrying(state.result(raise_on_failure=False)),
 )
-def fetch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: str = "run") -> DocumentsRecord:
+def fetch(
+    stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, run: str = "run",
+    batches: list[WebBatchRecord] | None = None,
+) -> DocumentsRecord:
+    """The stage's documents; for a custom-scrape stage whose inputs were fetched and extracted in `batches`
+    (fetch_batch, one task each), their results replayed in input order: the same documents as reading it here."""
     progress = prepare_progress(run, stage.name, total=stage.n_items)
-    documents = fetch_stage(stage, make_reader(stage, data, scrape), data, on_progress=progress.update)
+    if batches is not None:
+        documents = fetch_batched_stage(stage, data, scrape, batches, on_progress=progress.update)
+    else:
+        documents = fetch_stage(stage, make_reader(stage, data, scrape), data, on_progress=progress.update)
     progress.update(documents.n_documents, total=documents.n_documents)  # n_items is a cap, not a promise
     progress.finish(f"fetched {documents.n_documents:,} documents")
     return documents
+
+
+@task(
+    name="fetch-batch",
+    task_run_name="fetch-{stage.name}-{batch.index}/{batch.of}",
+    cache_key_fn=keyed_by(lambda p: None),  # a crawl always runs: only fetching tells whether the web changed
+    persist_result=True,
+    result_serializer="json",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=lambda task, run, state: _worth_retrying(state.result(raise_on_failure=False)),
+)
+def fetch_batch(stage: CurriculumStage, data: DataConfig, scrape: ScrapeConfig, batch: WebBatch) -> WebBatchRecord:
+    """One batch of a custom-scrape stage's inputs, fetched and extracted (no dedup, no n_items: the stage's
+    `fetch` does both as it replays the batches in input order)."""
+    return fetch_web_batch(stage, data, scrape, batch)
 
 
 @task(

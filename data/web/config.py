@@ -54,6 +54,12 @@ class ScrapeConfig(BaseModel):
         description="Sandboxed extraction workers of a stage, each a process with the caps above; the documents "
         "and their order are the same whatever the number. Default: the cores of the machine that runs it.",
     )
+    batch_inputs: PositiveInt = Field(
+        256,
+        description="On a Dask task runner, a stage's inputs are fetched and extracted in batches of about this "
+        "many, each a task (fetch-<stage>-<i>/<n>) on any worker; a host's URLs are never split. The documents are "
+        "the same whatever the number.",
+    )
     max_pdf_pages: PositiveInt = Field(
         500, description="PDFs with more pages are skipped (too-many-pages): a bound against hostile files."
     )

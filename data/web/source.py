@@ -60,10 +60,7 @@ class WebReader:
         return None  # only fetching can tell whether the web changed
 
     def documents(self, report: SkipReport) -> Iterator[Document]:
-        rows: list[CrawlRow] = []
-        for bad in self.bad:
-            report.skip(bad.item, bad.reason, bad.detail)
-            rows.append(CrawlRow(bad.item, bad.origin, "skipped", bad.reason, bad.detail))
+        rows = self.bad_rows(report)
         kept: dict[str, str] = {}  # normalised-text hash -> id of the first document with that text
         urls, files = self.url_list.urls, self.files
         stopped_early = False
@@ -86,7 +83,7 @@ class WebReader:
                         if result is None:  # left out when it was read (_mark)
                             report.skip(row.item, row.reason, row.detail)
                             continue
-                        doc = self._document(row.item, result, row, kept, report)
+                        doc = self.document(row.item, result, row, kept, report)
                         if doc is not None:
                             yield doc
 
@@ -97,16 +94,16 @@ class WebReader:
                         extractions.start()
                         yield from documents(0)
                     fetched = crawl.result(index)
-                    row = _fetch_row(fetched)
+                    row = fetch_row(fetched)
                     rows.append(row)
-                    body = self._cached_body(cache, fetched, row)
+                    body = cached_body(cache, fetched, row)
                     # A fetched body has its kind; an input left out (body None) goes through in its turn.
                     if extractions.add(row, body, fetched.kind or "", fetched.final_url, fetched.charset):
                         yield from documents(extractions.in_last_batch)  # while that batch is extracted
                 for local in files:
                     row = CrawlRow(str(local.path), "path", "ok")
                     rows.append(row)
-                    body, kind = self._read_local(local, row) or (None, "")
+                    body, kind = read_local(local, row, self.config) or (None, "")
                     if extractions.add(row, body, kind):
                         yield from documents(extractions.in_last_batch)
                 extractions.start()
@@ -117,60 +114,30 @@ class WebReader:
                 row.status, row.reason, row.detail = "skipped", "not-read", "the stage had its n_items documents first"
             raise
         finally:
-            listed = {row.item for row in rows}
-            why = "the stage had its n_items documents before this one" if stopped_early else "the stage stopped"
-            for item, origin in [*((redact(u), "url") for u in urls), *((str(f.path), "path") for f in files)]:
-                if item not in listed:
-                    rows.append(CrawlRow(item, origin, "skipped", "not-read", why))
-            CrawlReport(rows).write(self.report_path)
-        self._check_outcome(rows)
+            self.write_report(rows, stopped_early)
+        self.check_outcome(rows)
+
+    def bad_rows(self, report: SkipReport) -> list[CrawlRow]:
+        """The report rows of the bad URL-list lines and paths, which come first; each is reported skipped."""
+        rows: list[CrawlRow] = []
+        for bad in self.bad:
+            report.skip(bad.item, bad.reason, bad.detail)
+            rows.append(CrawlRow(bad.item, bad.origin, "skipped", bad.reason, bad.detail))
+        return rows
+
+    def write_report(self, rows: list[CrawlRow], stopped_early: bool) -> None:
+        """The crawl report: `rows`, then a not-read row for every input that has none (the stage stopped first)."""
+        listed = {row.item for row in rows}
+        why = "the stage had its n_items documents before this one" if stopped_early else "the stage stopped"
+        inputs = [*((redact(u), "url") for u in self.url_list.urls), *((str(f.path), "path") for f in self.files)]
+        for item, origin in inputs:
+            if item not in listed:
+                rows.append(CrawlRow(item, origin, "skipped", "not-read", why))
+        CrawlReport(rows).write(self.report_path)
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _cached_body(self, cache: ResponseCache, fetched: FetchResult, row: CrawlRow) -> bytes | None:
-        """The fetched body (it waits in the cache, not in memory), or None when the URL was lost."""
-        if fetched.status != "ok":
-            return None  # the row says why
-        entry = cache.get(fetched.final_url or fetched.url)
-        body = cache.body(entry) if entry is not None and entry.sha256 == fetched.sha256 else None
-        if body is None:
-            _mark(row, "failed", "cache-changed",
-                  f"the cached body of {fetched.final_url} changed while the stage ran (another run?); run it again")
-        return body
-
-    def _read_local(self, local: LocalFile, row: CrawlRow) -> tuple[bytes, str] | None:
-        """A saved page or PDF, checked like a fetched body: size caps on decoded bytes, type by its bytes."""
-        c = self.config
-        cap = max(c.max_html_bytes, c.max_pdf_bytes)
-        started = time.perf_counter()
-        size = local.path.stat().st_size
-        if size > cap:
-            _mark(row, "skipped", "too-large", f"{size} bytes, more than the larger size cap {cap}")
-            return None
-        body = local.path.read_bytes()
-        if local.path.name.lower().endswith(".gz"):
-            try:
-                decoder = BoundedDecoder("gzip")
-                body = decoder.feed(body, cap)
-                decoder.finish()
-            except DecodeError as error:
-                _mark(row, "failed", "bad-encoding", str(error))
-                return None
-        row.bytes = len(body)
-        row.seconds = round(time.perf_counter() - started, 3)
-        verdict = sniff(body[:SNIFF_BYTES], ContentType(LOCAL_TYPES[local.kind], None))
-        if verdict.kind is None:
-            _mark(row, "skipped", verdict.reason, verdict.detail)
-            return None
-        limit, name = (c.max_pdf_bytes, "max_pdf_bytes") if verdict.kind == "pdf" else (c.max_html_bytes,
-                                                                                       "max_html_bytes")
-        if len(body) > limit:
-            _mark(row, "skipped", "too-large", f"{len(body)} decoded bytes, more than {name}={limit}")
-            return None
-        row.kind = verdict.kind
-        return body, verdict.kind
-
-    def _document(
+    def document(
         self, item: str, result: Extracted, row: CrawlRow, kept: dict[str, str], report: SkipReport
     ) -> Document | None:
         """Extracted text as a document, unless extraction refused it, it is near-empty or a repeat."""
@@ -192,7 +159,7 @@ class WebReader:
         kept[digest] = item
         return Document(id=item, text=text)
 
-    def _check_outcome(self, rows: list[CrawlRow]) -> None:
+    def check_outcome(self, rows: list[CrawlRow]) -> None:
         """No document at all is an error that says why; every URL lost while saved files worked is a warning."""
         url_rows = [row for row in rows if row.origin == "url"]
         url_counts = reason_counts(url_rows)
@@ -219,7 +186,52 @@ class WebReader:
         )
 
 
-def _fetch_row(fetched: FetchResult) -> CrawlRow:
+def cached_body(cache: ResponseCache, fetched: FetchResult, row: CrawlRow) -> bytes | None:
+    """The fetched body (it waits in the cache, not in memory), or None when the URL was lost."""
+    if fetched.status != "ok":
+        return None  # the row says why
+    entry = cache.get(fetched.final_url or fetched.url)
+    body = cache.body(entry) if entry is not None and entry.sha256 == fetched.sha256 else None
+    if body is None:
+        _mark(row, "failed", "cache-changed",
+              f"the cached body of {fetched.final_url} changed while the stage ran (another run?); run it again")
+    return body
+
+
+def read_local(local: LocalFile, row: CrawlRow, config: ScrapeConfig) -> tuple[bytes, str] | None:
+    """A saved page or PDF, checked like a fetched body: size caps on decoded bytes, type by its bytes."""
+    c = config
+    cap = max(c.max_html_bytes, c.max_pdf_bytes)
+    started = time.perf_counter()
+    size = local.path.stat().st_size
+    if size > cap:
+        _mark(row, "skipped", "too-large", f"{size} bytes, more than the larger size cap {cap}")
+        return None
+    body = local.path.read_bytes()
+    if local.path.name.lower().endswith(".gz"):
+        try:
+            decoder = BoundedDecoder("gzip")
+            body = decoder.feed(body, cap)
+            decoder.finish()
+        except DecodeError as error:
+            _mark(row, "failed", "bad-encoding", str(error))
+            return None
+    row.bytes = len(body)
+    row.seconds = round(time.perf_counter() - started, 3)
+    verdict = sniff(body[:SNIFF_BYTES], ContentType(LOCAL_TYPES[local.kind], None))
+    if verdict.kind is None:
+        _mark(row, "skipped", verdict.reason, verdict.detail)
+        return None
+    limit, name = (c.max_pdf_bytes, "max_pdf_bytes") if verdict.kind == "pdf" else (c.max_html_bytes,
+                                                                                   "max_html_bytes")
+    if len(body) > limit:
+        _mark(row, "skipped", "too-large", f"{len(body)} decoded bytes, more than {name}={limit}")
+        return None
+    row.kind = verdict.kind
+    return body, verdict.kind
+
+
+def fetch_row(fetched: FetchResult) -> CrawlRow:
     return CrawlRow(
         item=fetched.url,
         origin="url",
