@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,10 +29,6 @@ from data.split import write_split_shards
 from data.text_files import TextFilesReader
 from data.tokenize import merge_token_files, row_group_chunks, tokenize_documents
 from data.web.config import ScrapeConfig
-
-if TYPE_CHECKING:
-    from data.web.batches import WebBatch
-    from data.web.source import WebReader
 
 log = logging.getLogger(__name__)
 
@@ -173,72 +169,6 @@ def fetch_stage(
         notes=report.notes[:50],
         crawl_report=crawl if crawl and Path(crawl).is_file() else None,
     )
-
-
-class WebBatchRecord(BaseModel):
-    """The results of one batch of a custom-scrape stage's inputs (data/web/batches.py): fetched, read and
-    extracted, not yet deduplicated; the stage's fetch replays them. Removed once the stage's documents are
-    written."""
-
-    stage: str
-    index: int
-    of: int
-    path: Path
-    sha256: str
-    n_inputs: int
-
-    def is_intact(self) -> bool:
-        return _file_ok(self.path, self.sha256)
-
-
-def _web_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> WebReader:
-    from data.web.source import WebReader
-
-    reader = make_reader(stage, data_cfg, scrape_cfg)
-    if not isinstance(reader, WebReader):
-        raise ValueError(f"stage {stage.name!r} reads {stage.data_key}, not {CUSTOM_SCRAPE}: it has no web batches")
-    return reader
-
-
-def web_batch_plan(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> list[WebBatch]:
-    """The batches of a custom-scrape stage's inputs, scrape.batch_inputs each (a host's URLs are never split)."""
-    from data.web.batches import plan_batches
-
-    reader = _web_reader(stage, data_cfg, scrape_cfg)
-    return plan_batches(reader.url_list.urls, len(reader.files), scrape_cfg.batch_inputs)
-
-
-def fetch_web_batch(
-    stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig, batch: WebBatch
-) -> WebBatchRecord:
-    """Fetch, read and extract one batch of a custom-scrape stage's inputs into a results file beside its data."""
-    from data.web.batches import read_batch
-
-    reader = _web_reader(stage, data_cfg, scrape_cfg)
-    path, sha256 = read_batch(reader, batch, work_dir(data_cfg, stage) / "web-batches")
-    return WebBatchRecord(stage=stage.name, index=batch.index, of=batch.of, path=path, sha256=sha256,
-                          n_inputs=len(batch.inputs))
-
-
-def fetch_batched_stage(
-    stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig, batches: list[WebBatchRecord],
-    on_progress: Callable[[int], None] | None = None,
-) -> DocumentsRecord:
-    """A custom-scrape stage's documents from its batches' results, replayed in input order: the same file, byte for
-    byte, as fetch_stage on the stage's WebReader writes."""
-    from data.web.batches import BatchReplay
-
-    for batch in batches:
-        if not batch.is_intact():
-            raise ValueError(
-                f"the results of fetch-{batch.stage}-{batch.index}/{batch.of} at {batch.path} are missing or changed "
-                "since it ran; prepare the stage again"
-            )
-    reader = _web_reader(stage, data_cfg, scrape_cfg)
-    record = fetch_stage(stage, BatchReplay(reader, [batch.path for batch in batches]), data_cfg, on_progress)
-    for batch in batches:
-        batch.path.unlink(missing_ok=True)  # the documents file holds what they gave
-    return record
 
 
 class TokensChunkRecord(BaseModel):

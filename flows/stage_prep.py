@@ -5,7 +5,8 @@ A stage's chunks are only known once its documents are fetched, so a thread of t
 waits for the fetch, then submits the chunks (tokenize-<stage>-<i>/<n>) to the runner side by side, then the merge
 (the `tokenize` task, whose cache key is the stage's documents and tokenizer whatever the chunking), then the shard
 step. Submitted from the flow rather than from the tokenize task, the chunks reach every Dask worker; from a task
-they would be nested runs on the one worker running it.
+they would be nested runs on the one worker running it. In the same way, on Dask a web stage's inputs are fetched
+in batches (fetch-<stage>-<i>/<n>) on every worker before its `fetch` task replays them into its documents.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ from curriculum.prepare import (
     DocumentsRecord,
     ShardsRecord,
     TokensChunkRecord,
-    WebBatchRecord,
     chunk_name,
     pin_hub_commit,
     tokenize_plan,
-    web_batch_plan,
 )
 from curriculum.prepare_config import threads_per_task
 from curriculum.stages import CUSTOM_SCRAPE, CurriculumStage
 from curriculum.summary import stage_data_summary, stage_header
+from curriculum.web_batches import WebBatchRecord, web_batch_plan
 from data.config import DataConfig
 from data.web.batches import batch_name
 from tasks.caching import Settled, settle_cached, stored, submit_cached

@@ -14,10 +14,7 @@ from curriculum.prepare import (
     TokenizeChunk,
     TokensChunkRecord,
     TokensRecord,
-    WebBatchRecord,
-    fetch_batched_stage,
     fetch_stage,
-    fetch_web_batch,
     make_reader,
     merge_chunks,
     shard_identity,
@@ -28,6 +25,7 @@ from curriculum.prepare import (
     tokenize_chunk as tokenize_chunk_step,
 )
 from curriculum.stages import CurriculumStage
+from curriculum.web_batches import WebBatchRecord, fetch_batched_stage, fetch_web_batch
 from data.config import DataConfig
 from data.hf_reader import HubUnreachable
 from data.web.batches import WebBatch
