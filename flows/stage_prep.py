@@ -76,7 +76,10 @@ def _after_fetch(
     documents: PrefectFuture[DocumentsRecord] | None, fetch_parameters: dict[str, Any],
 ) -> StageSteps:
     if documents is None:
-        fetch_parameters = {**fetch_parameters, "batches": fetch_batches(runner, records, fetch_parameters)}
+        # Like tokenize chunks, the batches of a local cluster share this machine's cores (0 on a scheduler's: each
+        # batch extracts on every core of its worker's machine).
+        batches = fetch_batches(runner, records, fetch_parameters, threads_per_task(0, config.prepare))
+        fetch_parameters = {**fetch_parameters, "batches": batches}
         documents = submit_cached(fetch, records, runner, **fetch_parameters)
     fetched = settle_cached(documents, fetch, records, **fetch_parameters)  # a cached fetch whose files are gone runs
     threads = threads_per_task(config.data.threads, config.prepare)
@@ -87,12 +90,17 @@ def _after_fetch(
     return StageSteps(fetched, tokenized, sharded)
 
 
-def fetch_batches(runner: TaskRunner, records: Path, fetch_parameters: dict[str, Any]) -> list[WebBatchRecord]:
+def fetch_batches(
+    runner: TaskRunner, records: Path, fetch_parameters: dict[str, Any], extract_workers: int = 0
+) -> list[WebBatchRecord]:
     """A custom-scrape stage's inputs fetched and extracted in batches (scrape.batch_inputs inputs, a host's URLs
     together), each a task of its own on `runner` (fetch-<stage>-<i>/<n>). A failed batch fails the stage by name
-    (BatchFailed) once the others are done."""
+    (BatchFailed) once the others are done. `extract_workers`: what each batch extracts on when
+    scrape.extract_workers is not set (0: the cores of the machine that runs it)."""
     stage, data, scrape = fetch_parameters["stage"], fetch_parameters["data"], fetch_parameters["scrape"]
     plan = web_batch_plan(stage, data, scrape)
+    if extract_workers and scrape.extract_workers is None:
+        scrape = scrape.model_copy(update={"extract_workers": extract_workers})
     futures = {submit_cached(fetch_batch, records, runner, stage=stage, data=data, scrape=scrape, batch=batch):
                batch.index for batch in plan}
     done: dict[int, WebBatchRecord] = {}

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from data.atomic import fsync_dir, tmp_path_for
+from data.atomic import fsync_dir, remove_stale_tmp, tmp_path_for
 from data.documents import Document, SkipReport
 from data.extract.sandbox import Extracted, ExtractionPool
 from data.web.cache import ResponseCache
@@ -81,7 +81,9 @@ def read_batch(reader: WebReader, batch: WebBatch, folder: Path) -> tuple[Path, 
     config = reader.config
     workers = config.extract_workers or os.cpu_count() or 1
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(folder / f"batch-{batch.index}-of-{batch.of}.jsonl")
+    named = folder / f"batch-{batch.index}-of-{batch.of}.jsonl"
+    remove_stale_tmp(named)  # a killed run's half-written results
+    tmp = tmp_path_for(named)
     digest = hashlib.sha256()
     try:
         with open(tmp, "wb") as out, ExtractionPool(
