@@ -19,6 +19,7 @@ from curriculum.training.checkpoints import read_checkpoint
 from curriculum.training.run_dir import read_jsonl, read_metrics
 from data.shards import read_header
 from model.config import ModelConfig
+from tests.support.configs import COMPARE_TAIL
 from tests.support.pause import kill_group
 from tests.support.prefect_server import ROOT, api_client, trigger, wait_for_run
 
@@ -38,18 +39,7 @@ stages:
     files: [{book}]
     block_size: 64
     n_epochs: 1
-data:
-  data_dir: {data_dir}
-model:
-  preset: tiny
-  n_embd: 32
-train:
-  batch_size: 4
-  warmup_iters: 2
-  eval_iters: 2
-  max_iters: 8
-  dtype: float32
-"""
+""" + COMPARE_TAIL
 MODEL = ModelConfig(preset="tiny", n_embd=32)
 VOCAB = 50257
 RUN_TIMEOUT_S = 600

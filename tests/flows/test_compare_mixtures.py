@@ -16,6 +16,7 @@ from curriculum.compare.flops import flops_per_token
 from curriculum.training.checkpoints import read_checkpoint
 from curriculum.training.run_dir import read_metrics
 from model.config import ModelConfig
+from tests.support.configs import COMPARE_TAIL
 from tests.support.prefect_server import ROOT
 
 pytestmark = pytest.mark.slow  # a Prefect server and a training subprocess
@@ -31,18 +32,7 @@ stages:
     sources:
       - {{name: stories, dataset_key: roneneldan/TinyStories, n_items: 200, weight: {stories}}}
       - {{name: book, dataset_key: local-files, files: [{book}], weight: {book_weight}}}
-data:
-  data_dir: {data_dir}
-model:
-  preset: tiny
-  n_embd: 32
-train:
-  batch_size: 4
-  warmup_iters: 2
-  eval_iters: 2
-  max_iters: 8
-  dtype: float32
-{train}"""
+""" + COMPARE_TAIL + "{train}"
 MODEL = ModelConfig(preset="tiny", n_embd=32)
 VOCAB = 50257
 ARMS = ("curriculum", "flat", "mixed", "lengths", "versus")

@@ -67,3 +67,19 @@ def write_train_config(folder: Path) -> Path:
         web=", ".join(str(corpora / "web" / page) for page in WEB_PAGES),
     ))
     return config_path
+
+
+# The comparison tests' model and settings, below their stages: a tiny model, a few iterations, exact float32.
+COMPARE_TAIL = """\
+data:
+  data_dir: {data_dir}
+model:
+  preset: tiny
+  n_embd: 32
+train:
+  batch_size: 4
+  warmup_iters: 2
+  eval_iters: 2
+  max_iters: 8
+  dtype: float32
+"""
