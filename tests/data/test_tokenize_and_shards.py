@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import tiktoken
@@ -12,7 +15,7 @@ from data.config import DataConfig
 from data.documents import Document, SkipReport, write_documents
 from data.shards import HEADER_BYTES, ShardError, ShardWriter, read_header, read_shard
 from data.split import SplitTooSmall, choose_val_documents
-from data.tokenize import tokenize_documents
+from data.tokenize import thread_encoding, tokenize_documents
 from data.web.config import ScrapeConfig
 
 ENC = tiktoken.get_encoding("r50k_base")
@@ -76,6 +79,23 @@ def test_tokens_equal_plain_encode_ordinary(tmp_path, hub_mirror):
     expected = np.concatenate([np.array(ENC.encode_ordinary(t) + [ENC.eot_token]) for t in texts])
     assert np.array_equal(np.asarray(read_shard(tmp_path / "t.bin").tokens), expected)
     assert summary.n_documents == len(texts)
+
+
+def test_each_thread_encodes_with_its_own_copy_and_the_same_tokens(hub_mirror):
+    """tiktoken's regex caches are fast only for an encoding's first thread, so every encoding thread has its own
+    copy; the copies must give the shared encoding's tokens."""
+    text = "Once upon a time, <|endoftext|> Ünïcödé ✓ 日本語 tokens... 1234   spaces\n\nend"
+    with ThreadPoolExecutor(2) as pool:
+        found = list(pool.map(lambda _: (threading.get_ident(), thread_encoding("r50k_base")), range(50)))
+    by_thread = {}
+    for ident, encoding in found:
+        assert by_thread.setdefault(ident, encoding) is encoding  # one copy per thread, kept
+    copies = list(by_thread.values()) + [thread_encoding("r50k_base")]
+    assert len({id(copy) for copy in copies}) == len(copies) and all(copy is not ENC for copy in copies)
+    for copy in copies:
+        assert copy.encode_ordinary(text) == ENC.encode_ordinary(text)
+        assert copy.encode(text, allowed_special="all") == ENC.encode(text, allowed_special="all")
+        assert copy.n_vocab == ENC.n_vocab and copy.eot_token == ENC.eot_token
 
 
 def copy_of(path, tmp_path):
