@@ -3,6 +3,9 @@
 - Outside a flow or task run (a unit test, a notebook) every helper does nothing and costs nothing.
 - `Progress.update` and `LiveTable.add` may be called every iteration: they reach the API at most once per
   `min_interval_s` (a clock read otherwise), from any thread once built in a run.
+- They never wait on the network: a process-wide thread sends the newest state of each artifact (_Publisher).
+  An artifact's last state (`Progress.finish`, `LiveTable.flush`, the one-shot tables and markdown) waits until
+  the API has it, at most FINAL_WAIT_S.
 - If the API cannot be reached, the failure is logged once per artifact and the run goes on.
 What the curriculum publishes with them is in tasks/ui_publish.py.
 """
@@ -10,9 +13,11 @@ What the curriculum publishes with them is in tasks/ui_publish.py.
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"^[a-z0-9-]+$")
 MAX_IMAGE_BYTES = 4 << 20  # an inline image travels in the artifact's data: keep it a plot, not a photo
 RETRY_AFTER_S = 30.0  # after the API failed, an artifact waits this long before trying again
+FINAL_WAIT_S = 15.0  # how long an artifact's last state (finish, flush, one-shot tables) waits for the API
 
 
 def artifact_key(*parts: str) -> str:
@@ -59,7 +65,8 @@ def _run_ids() -> tuple[UUID | None, UUID | None]:
 class _Artifact:
     """One artifact of the current run: created on first publish, updated in place afterwards.
 
-    The run is read from the context where the object is built, so later calls may come from any thread.
+    The run is read from the context where the object is built, so later calls may come from any thread. Sending
+    happens on the process's publisher thread (_Publisher): a slow or vanished API never stalls the caller.
     """
 
     def __init__(self, kind: str, key: str, description: str, *, flow_level: bool = False):
@@ -75,35 +82,40 @@ class _Artifact:
         self.id: UUID | None = None
         self._failed = False
         self._retry_at = 0.0
-        self._lock = threading.Lock()
 
-    def publish(self, data: Any, description: str | None = None) -> None:
+    def publish(self, data: Any, description: str | None = None, *, wait: bool = False) -> None:
+        """Hand `data` to the publisher thread, replacing what this artifact had waiting (only the latest is
+        sent). `wait`: until it is sent (or failed), at most FINAL_WAIT_S; for an artifact's last state."""
         if not self.enabled:
             return
         if description is not None:
             self.description = description
         if time.monotonic() < self._retry_at:
-            return  # the API failed lately: don't stall the caller on every call
-        with self._lock:
-            try:
-                with get_client(sync_client=True) as client:
-                    if self.id is None and self.flow_level and self.flow_run_id is not None:
-                        self.id = self._existing(client)
-                    if self.id is None:
-                        self.id = client.create_artifact(ArtifactCreate(
-                            key=self.key, type=self.kind, description=self.description, data=data,
-                            task_run_id=self.task_run_id, flow_run_id=self.flow_run_id,
-                        )).id
-                    else:
-                        client.update_artifact(self.id, ArtifactUpdate(data=data, description=self.description))
-            except httpx.HTTPError as error:
-                if not self._failed:
-                    log.warning("could not publish the %s artifact %r to the Prefect API (%s); the run goes on, "
-                                "the same figures are in the run folder; next try in %.0f s",
-                                self.kind, self.key, error, RETRY_AFTER_S)
-                self._failed = True
-                self._retry_at = time.monotonic() + RETRY_AFTER_S
+            return  # the API failed lately: don't queue work for it on every call
+        _publisher().submit(self, data, self.description, wait=wait)
 
+    def send(self, data: Any, description: str) -> None:
+        """On the publisher thread: one create or update through the API, in the submitting caller's settings."""
+        if time.monotonic() < self._retry_at:
+            return  # queued before the send ahead of it failed
+        try:
+            with get_client(sync_client=True) as client:
+                if self.id is None and self.flow_level and self.flow_run_id is not None:
+                    self.id = self._existing(client)
+                if self.id is None:
+                    self.id = client.create_artifact(ArtifactCreate(
+                        key=self.key, type=self.kind, description=description, data=data,
+                        task_run_id=self.task_run_id, flow_run_id=self.flow_run_id,
+                    )).id
+                else:
+                    client.update_artifact(self.id, ArtifactUpdate(data=data, description=description))
+        except httpx.HTTPError as error:
+            if not self._failed:
+                log.warning("could not publish the %s artifact %r to the Prefect API (%s); the run goes on, "
+                            "the same figures are in the run folder; next try in %.0f s",
+                            self.kind, self.key, error, RETRY_AFTER_S)
+            self._failed = True
+            self._retry_at = time.monotonic() + RETRY_AFTER_S
 
     def _existing(self, client: Any) -> UUID | None:
         """This flow run's artifact under the key, if one was published already (by an earlier task, or
@@ -114,6 +126,62 @@ class _Artifact:
             sort=ArtifactSort.CREATED_DESC, limit=1,
         )
         return found[0].id if found else None
+
+
+class _Publisher:
+    """The process's one thread that sends artifacts to the API, so a training step never waits on the network.
+
+    Prefect's client retries a request for minutes when its server vanished or hangs (connect retries with backoff,
+    a 60 s read timeout per try): measured before this existed, one training step took 75 s. Here each artifact
+    has at most one update waiting (a newer one replaces it), sent in the context (settings, run) of the call that
+    made it. A daemon thread: what was never waited for may be lost when the process exits, which is why an
+    artifact's last state is published with `wait=True`."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: dict[int, tuple[_Artifact, Any, str, contextvars.Context]] = {}
+        self._sending: _Artifact | None = None
+        self._thread = threading.Thread(target=self._run, name="artifact-publisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, artifact: _Artifact, data: Any, description: str, *, wait: bool) -> None:
+        with self._changed:
+            self._waiting.pop(id(artifact), None)  # a stale update is dropped; the newest goes last in line
+            self._waiting[id(artifact)] = (artifact, data, description, contextvars.copy_context())
+            self._changed.notify_all()
+            if wait and not self._changed.wait_for(
+                lambda: id(artifact) not in self._waiting and self._sending is not artifact, FINAL_WAIT_S
+            ):
+                log.warning("the Prefect API did not take the %s artifact %r within %.0f s; it is sent in the "
+                            "background if the API answers while this process runs", artifact.kind, artifact.key,
+                            FINAL_WAIT_S)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._waiting))
+                artifact, data, description, context = self._waiting.pop(next(iter(self._waiting)))
+                self._sending = artifact
+            try:
+                context.run(artifact.send, data, description)
+            except Exception:  # never let one bad update end the thread every artifact goes through
+                log.exception("publishing the %s artifact %r failed", artifact.kind, artifact.key)
+            finally:
+                with self._changed:
+                    self._sending = None
+                    self._changed.notify_all()
+
+
+_publishers: dict[int, _Publisher] = {}
+_publishers_lock = threading.Lock()
+
+
+def _publisher() -> _Publisher:
+    """This process's publisher (a forked child starts one of its own: it has none of its parent's threads)."""
+    with _publishers_lock:
+        if os.getpid() not in _publishers:
+            _publishers[os.getpid()] = _Publisher()
+        return _publishers[os.getpid()]
 
 
 def table_json(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -172,18 +240,18 @@ class Progress:
     def finish(self, note: str = "done") -> None:
         """Show 100 % (or where it stopped, if `done` is short of `total`) whatever the throttle."""
         percent = 100.0 if not self.total or self.done >= self.total else self.percent
-        self._publish(percent, self._describe(note))
+        self._publish(percent, self._describe(note), wait=True)
 
     def _describe(self, note: str) -> str:
         of = f" of {self.total:,}" if self.total else ""
         percent = f" ({self.percent:.0f}%)" if self.total else ""
         return f"{self.label}: {self.unit} {self.done:,}{of}{percent}" + (f", {note}" if note else "")
 
-    def _publish(self, percent: float, description: str) -> None:
+    def _publish(self, percent: float, description: str, *, wait: bool = False) -> None:
         if percent == self._published and description == self._artifact.description:
             return
         self._published = percent
-        self._artifact.publish(float(percent), description)
+        self._artifact.publish(float(percent), description, wait=wait)
 
 
 class LiveTable:
@@ -209,24 +277,28 @@ class LiveTable:
         self.rows = [dict(row) for row in rows]
         self._pending = True
         if self._artifact.enabled and time.monotonic() >= self._next:
-            self.flush()
+            self._send(wait=False)
 
     def flush(self) -> None:
+        """Publish what is pending and wait (at most FINAL_WAIT_S) until the API has it: when the work ends."""
+        self._send(wait=True)
+
+    def _send(self, *, wait: bool) -> None:
         if not self._pending or not self._artifact.enabled:
             return
         self._next = time.monotonic() + self.min_interval_s
         self._pending = False
-        self._artifact.publish(table_json(self.rows))
+        self._artifact.publish(table_json(self.rows), wait=wait)
 
 
 def publish_table(key: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:
     """A table artifact of the flow run; a later call with the same key in the same run replaces its rows."""
-    _Artifact("table", key, description, flow_level=True).publish(table_json(rows))
+    _Artifact("table", key, description, flow_level=True).publish(table_json(rows), wait=True)
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     """A markdown artifact of the flow run; a later call with the same key in the same run replaces it."""
-    _Artifact("markdown", key, description, flow_level=True).publish(markdown)
+    _Artifact("markdown", key, description, flow_level=True).publish(markdown, wait=True)
 
 
 def image_markdown(png: bytes, alt: str) -> str:

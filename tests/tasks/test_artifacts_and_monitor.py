@@ -6,7 +6,10 @@ import base64
 import json
 import logging
 import re
+import socket
 import threading
+import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -18,9 +21,15 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.logging.handlers import APILogWorker
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
 
 from curriculum.plots import save_loss_curve
+from tasks import ui_artifacts as monitor_module
 from tasks import ui_publish as monitor
 from tests.support.metrics import eval_rows
 from tests.support.prefect_server import api_client
@@ -170,6 +179,66 @@ def test_an_unreachable_api_is_logged_once_and_the_work_goes_on(prefect_server, 
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-api-down"]))
         )
     assert artifact.data == 0.0  # what reached the server before it went away
+
+
+@contextmanager
+def hung_api():
+    """An 'API' on 127.0.0.1 that accepts connections and never answers (a server stuck, or gone behind a proxy)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def test_an_api_that_stops_answering_never_stalls_the_training_loop(prefect_server, caplog):
+    """Prefect's client waits out a read timeout and retries; before artifacts went through a publisher thread,
+    each update in the training loop waited for that (one step took 75 s)."""
+    @flow(flow_run_name="monitor-api-hangs")
+    def build() -> monitor.Progress:
+        return monitor.Progress("monitor-api-hangs", "api hangs", 200, min_interval_s=0)
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        progress = build()
+    took: list[float] = []
+
+    def train_loop(url: str) -> None:
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_API_REQUEST_TIMEOUT: 2.0,
+                                         PREFECT_CLIENT_MAX_RETRIES: 1}):
+            for it in range(1, 201):
+                started = time.monotonic()
+                progress.update(it)
+                took.append(time.monotonic() - started)
+                time.sleep(0.01)  # a training step
+            started = time.monotonic()
+            progress.finish()
+            took.append(time.monotonic() - started)
+
+    with hung_api() as url, caplog.at_level(logging.WARNING, logger="tasks.ui_artifacts"):
+        worker = threading.Thread(target=train_loop, args=(url,))
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("could not publish" in r.getMessage() for r in caplog.records):
+            time.sleep(0.1)
+    # Every request to this API hangs for 2 s then again after a retry; no update waited for one.
+    assert max(took[:-1]) < 0.5, max(took[:-1])
+    assert took[-1] <= monitor_module.FINAL_WAIT_S + 1  # the last state waits, bounded
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.ui_artifacts"]
+    assert sum("could not publish the progress artifact 'monitor-api-hangs'" in w for w in warnings) == 1, warnings
 
 
 def test_artifact_keys_are_made_valid_and_invalid_ones_are_refused():

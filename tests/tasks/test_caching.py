@@ -171,4 +171,7 @@ def test_a_submitted_chain_whose_cached_first_step_lost_its_file_runs_again_from
     # again on the new record and its stored record is replaced, so the next run's cache hit is the right text.
     assert run_chain(storage, "-2") == [(False, True), (False, True)]
     assert run_chain(storage, "-2") == [(True, False), (True, False)]  # run_chain checks the text each time
-    assert RAN[:3] == ["a.txt", "copy-1", "a.txt"] and RAN[-1] == "copy-2"
+    # The first "-2" run: the first step ran again; the second ran on the stale record or not (a race with the first
+    # step), and at least once after it, which is last.
+    assert RAN[:2] == ["a.txt", "copy-1"] and RAN.count("a.txt") == 2 and RAN[-1] == "copy-2"
+    assert set(RAN[2:]) == {"a.txt", "copy-2"} and RAN.index("a.txt", 1) < len(RAN) - 1
