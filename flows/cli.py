@@ -107,4 +107,8 @@ def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: a stage in training saved a checkpoint at the step it was on, finished steps stay cached; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     return 0

@@ -34,6 +34,7 @@ from curriculum.training.device import Runtime
 from curriculum.training.faults import nan_loss_at, pause_point
 from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
 from curriculum.training.schedule import StagePlan, StageSchedule
+from curriculum.training.stop import TrainingStopped, stop_requested
 from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener, mixture_keys
 from data.shards import Shard
 from model.config import ModelConfig
@@ -189,10 +190,16 @@ class StageRun:
             if done % cfg.eval_interval == 0:
                 self.evaluate(net, done, lr, window_tokens / window_seconds)
                 window_tokens, window_seconds = 0, 0.0
-            if done % cfg.checkpoint_interval == 0:
-                self.checkpoint(self.folder / f"iter-{done:07d}", "in-stage", done, windows)
+            reason = stop_requested() if world_size == 1 else None  # ranks stop with their launcher (launch.py)
+            if done % cfg.checkpoint_interval == 0 or reason:
+                saved = self.checkpoint(self.folder / f"iter-{done:07d}", "in-stage", done, windows)
                 if distributed.is_writer():
                     prune_in_stage(self.folder, cfg.keep_checkpoints)
+                if reason:
+                    raise TrainingStopped(
+                        f"stage {plan.stage!r} stopped at iteration {done:,} of {plan.total_iters:,} ({reason}); "
+                        f"its checkpoint is {saved.path}: run the same command again to resume from there"
+                    )
             pause_point("step", plan.stage_index, done)
 
         done = plan.total_iters

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,35 @@ def test_two_machines_run_the_same_command_and_only_the_first_prepares(setup, re
     assert [(r["stage"], r["stage_iter"]) for r in rows] == [(r["stage"], r["stage_iter"]) for r in ref_rows]
     for row, ref in zip(rows, ref_rows, strict=True):
         assert row["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_training_at_its_next_step_with_a_checkpoint_and_the_rerun_resumes_from_it(
+        setup, reference, signum):
+    """Training runs on a task runner's thread, which Python never delivers a signal to: before, Ctrl-C left the
+    flow waiting for the stage to train to its end. Now the stage checkpoints at its next step and stops."""
+    _, final = reference
+    name = signum.name.lower()
+    out, paused, log = setup["base"] / name, setup["base"] / f"{name}.paused", setup["base"] / f"{name}.log"
+    env = {**setup["env"], **pause_env(paused, "step", stage_index=1, stage_iter=4)}
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command(setup, out), env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_until_paused(process, paused, log=lambda: log.read_text(errors="replace"))
+        process.send_signal(signum)  # the flow's process; its temporary Prefect server goes on
+        time.sleep(1)  # the handler runs in the main thread while training waits at iteration 4
+        paused.unlink()  # iteration 5 trains, then the loop sees the request
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+    output = log.read_text(errors="replace")
+    # Iteration 5 of 8: between the stage's checkpoints at 4 and 6, so only the stop could have written it.
+    assert "stage 'books' stopped at iteration 5 of 8" in output and f"({signum.name})" in output
+    assert (out / "checkpoints" / "01-books" / "iter-0000005").is_dir()
+    assert not (out / "checkpoints" / "01-books" / "iter-0000006").exists() and not (out / "final").exists()
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGTERM), output[-3000:]
+    rerun = run(setup, out)
+    assert "Starting from: resuming at iteration 5/8" in rerun
+    assert sha256(out / "final" / "model.safetensors") == final
