@@ -12,6 +12,7 @@ from curriculum.config import ConfigError, load_run_config, parse_override, pars
 from curriculum.presets import PRESETS
 from curriculum.training.checkpoints import CheckpointError
 from curriculum.training.run_dir import RunMismatchError
+from curriculum.training.stop import INTERRUPTED
 from data.hf_reader import HubUnreachable
 from data.shards import ShardError
 from data.split import SplitTooSmall
@@ -108,7 +109,6 @@ def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: a stage in training saved a checkpoint at the step it was on, finished steps stay cached; "
-              "run the same command again to resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     return 0

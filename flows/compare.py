@@ -54,6 +54,7 @@ from curriculum.compare.report import build_report, curve, report_markdown, spee
 from curriculum.config import ConfigError, RunConfig, load_run_config, parse_override  # noqa: E402
 from curriculum.presets import PRESETS  # noqa: E402
 from curriculum.training.run_dir import read_metrics  # noqa: E402
+from curriculum.training.stop import INTERRUPTED, stop_on_signals  # noqa: E402
 from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
 from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
@@ -126,7 +127,8 @@ def compare(
     resolve_model_config(config.curriculum, config.model)
     check_comparable(config)  # before anything is prepared
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
-    with hold_folder(compare_dir, "compare"):
+    # Ctrl-C or SIGTERM: every arm in training checkpoints at its next step and stops; a rerun resumes them.
+    with hold_folder(compare_dir, "compare"), stop_on_signals():
         # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.
         shards = prepare_stages(config)
         # Into the same data folder: a source both curricula read is prepared once.
@@ -237,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     if VERSUS in report["arms"]:
         print(versus_line(report), flush=True)
     print(speedup_line(report), flush=True)  # the last line

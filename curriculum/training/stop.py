@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+INTERRUPTED = ("interrupted: training saved a checkpoint at the step it was on, finished steps stay cached; run the "
+               "same command again to resume")  # what the command lines print on Ctrl-C (exit code 130)
+
 
 class TrainingStopped(RuntimeError):
     """Training stopped on request; the message names the stage, the step and the checkpoint to resume from."""
