@@ -283,7 +283,8 @@ def merge_chunks(documents: DocumentsRecord, data_cfg: DataConfig, chunks: list[
     )
 
 
-CHUNKS_AT_ONCE = 2  # each chunk encodes on data.threads threads; two keep the cores busy across a chunk's tail
+CHUNKS_AT_ONCE = 2  # chunks read and queue row groups for the process's data.threads encoding threads (one pool
+# shared by them, data/tokenize.py); two keep those threads busy across a chunk's tail
 
 
 def tokenize_stage(

@@ -77,17 +77,21 @@ def thread_encoding(name: str):
     So each encoding worker builds its own copy from the shared one's ranks (about 25 ms, once per thread)."""
     encodings = _thread_state.__dict__.setdefault("encodings", {})
     if name not in encodings:
-        import tiktoken
-
-        shared = get_encoding(name)
-        try:
-            encodings[name] = tiktoken.Encoding(
-                shared.name, pat_str=shared._pat_str, mergeable_ranks=shared._mergeable_ranks,
-                special_tokens=shared._special_tokens, explicit_n_vocab=shared.n_vocab,
-            )
-        except AttributeError:  # a tiktoken without these attributes: share the encoding, slower but the same tokens
-            encodings[name] = shared
+        encodings[name] = copy_of_encoding(get_encoding(name))
     return encodings[name]
+
+
+def copy_of_encoding(shared):
+    """A new encoding with `shared`'s pattern, ranks and special tokens (so the same tokens), whose regex caches
+    belong to the first thread that uses it. With a tiktoken lacking these attributes: `shared` itself."""
+    import tiktoken
+
+    try:
+        # No explicit_n_vocab: encodings with gaps in their ids (cl100k_base) would fail its check.
+        return tiktoken.Encoding(shared.name, pat_str=shared._pat_str, mergeable_ranks=shared._mergeable_ranks,
+                                 special_tokens=shared._special_tokens)
+    except AttributeError:
+        return shared
 
 
 @dataclass(frozen=True)
@@ -178,12 +182,16 @@ def tokenize_documents(
 
         if row_groups is None:
             row_groups = range(pq.ParquetFile(docs_path).num_row_groups)
-        for index in row_groups:
-            pending.append(pool.submit(_encode_row_group, tokenizer, Path(docs_path), index))
-            if len(pending) >= 2 * threads:
+        try:
+            for index in row_groups:
+                pending.append(pool.submit(_encode_row_group, tokenizer, Path(docs_path), index))
+                if len(pending) >= 2 * threads:
+                    drain_one()
+            while pending:
                 drain_one()
-        while pending:
-            drain_one()
+        finally:  # after a failure, the row groups not started yet leave the shared pool to other files' work
+            for future in pending:
+                future.cancel()
         header = writer.commit(**info.meta, **(meta or {}))
     all_ends = np.concatenate(ends) if ends else np.zeros(0, np.int64)
     all_keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)

@@ -54,7 +54,7 @@ from curriculum.compare.report import build_report, curve, report_markdown, spee
 from curriculum.config import ConfigError, RunConfig, load_run_config, parse_override  # noqa: E402
 from curriculum.presets import PRESETS  # noqa: E402
 from curriculum.training.run_dir import read_metrics  # noqa: E402
-from curriculum.training.stop import INTERRUPTED, stop_on_signals  # noqa: E402
+from curriculum.training.stop import INTERRUPTED, stop_on_exit  # noqa: E402
 from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
 from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
@@ -127,8 +127,9 @@ def compare(
     resolve_model_config(config.curriculum, config.model)
     check_comparable(config)  # before anything is prepared
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
-    # Ctrl-C or SIGTERM: every arm in training checkpoints at its next step and stops; a rerun resumes them.
-    with hold_folder(compare_dir, "compare"), stop_on_signals():
+    # Leaving on an exception (Ctrl-C, SIGTERM, a failed arm): every arm in training checkpoints at its next step
+    # and stops before the folder is released; a rerun resumes them.
+    with hold_folder(compare_dir, "compare"), stop_on_exit():
         # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.
         shards = prepare_stages(config)
         # Into the same data folder: a source both curricula read is prepared once.

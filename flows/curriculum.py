@@ -49,7 +49,7 @@ from curriculum.training.run_dir import (  # noqa: E402
     run_owner,
 )
 from curriculum.training.schedule import plan_curriculum  # noqa: E402
-from curriculum.training.stop import stop_on_signals  # noqa: E402
+from curriculum.training.stop import stop_on_exit  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
 from data.folder_lock import folder_lock  # noqa: E402
 from flows.stage_prep import settle_stage, submit_stage  # noqa: E402
@@ -108,8 +108,9 @@ def curriculum(
         # One writer per folder: a second run of the same run folder stops here, before preparing anything.
         if not prepare_only:
             locks.enter_context(hold_folder(config.out_dir, "run"))
-            # Ctrl-C or SIGTERM (also a cancelled deployment run): training checkpoints at its next step and stops.
-            locks.enter_context(stop_on_signals())
+            # Leaving on an exception (Ctrl-C, SIGTERM, a cancelled run, a failed stage): training checkpoints at
+            # its next step and stops before the run folder is released.
+            locks.enter_context(stop_on_exit())
         restart = check_run_folder(config, resume=resume, restart=restart) if not prepare_only else restart
         if several_nodes:
             clear_handoff(config.out_dir.resolve())

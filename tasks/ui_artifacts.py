@@ -5,7 +5,7 @@
   `min_interval_s` (a clock read otherwise), from any thread once built in a run.
 - They never wait on the network: a process-wide thread sends the newest state of each artifact (_Publisher).
   An artifact's last state (`Progress.finish`, `LiveTable.flush`, the one-shot tables and markdown) waits until
-  the API has it, at most FINAL_WAIT_S.
+  the API has it, at most FINAL_WAIT_S, and not again while the API is stuck on the send that timed out.
 - If the API cannot be reached, the failure is logged once per artifact and the run goes on.
 What the curriculum publishes with them is in tasks/ui_publish.py.
 """
@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
@@ -94,12 +93,18 @@ class _Artifact:
             return  # the API failed lately: don't queue work for it on every call
         _publisher().submit(self, data, self.description, wait=wait)
 
+    def settle(self) -> None:
+        """Wait (as `publish(wait=True)` does) until what this artifact has queued or in flight is sent."""
+        if self.enabled:
+            _publisher().wait_for(self)
+
     def send(self, data: Any, description: str) -> None:
         """On the publisher thread: one create or update through the API, in the submitting caller's settings."""
         if time.monotonic() < self._retry_at:
             return  # queued before the send ahead of it failed
         try:
-            with get_client(sync_client=True) as client:
+            # A client of its own (httpx_settings given): the caller's run may have ended and closed its client.
+            with get_client(sync_client=True, httpx_settings={}) as client:
                 if self.id is None and self.flow_level and self.flow_run_id is not None:
                     self.id = self._existing(client)
                 if self.id is None:
@@ -109,7 +114,7 @@ class _Artifact:
                     )).id
                 else:
                     client.update_artifact(self.id, ArtifactUpdate(data=data, description=description))
-        except httpx.HTTPError as error:
+        except Exception as error:  # the API unreachable, hung or refusing: the run goes on without the artifact
             if not self._failed:
                 log.warning("could not publish the %s artifact %r to the Prefect API (%s); the run goes on, "
                             "the same figures are in the run folder; next try in %.0f s",
@@ -141,6 +146,7 @@ class _Publisher:
         self._changed = threading.Condition()
         self._waiting: dict[int, tuple[_Artifact, Any, str, contextvars.Context]] = {}
         self._sending: _Artifact | None = None
+        self._stuck = False  # a wait timed out on the send in flight: later waits don't wait for it again
         self._thread = threading.Thread(target=self._run, name="artifact-publisher", daemon=True)
         self._thread.start()
 
@@ -149,12 +155,26 @@ class _Publisher:
             self._waiting.pop(id(artifact), None)  # a stale update is dropped; the newest goes last in line
             self._waiting[id(artifact)] = (artifact, data, description, contextvars.copy_context())
             self._changed.notify_all()
-            if wait and not self._changed.wait_for(
+        if wait:
+            self.wait_for(artifact)
+
+    def wait_for(self, artifact: _Artifact) -> None:
+        """Until nothing of `artifact` is queued or in flight: at most FINAL_WAIT_S, and not at all while the API
+        is stuck on an earlier send (so a hung API costs one wait, not one per artifact)."""
+        with self._changed:
+            if self._stuck or not self._changed.wait_for(
                 lambda: id(artifact) not in self._waiting and self._sending is not artifact, FINAL_WAIT_S
             ):
-                log.warning("the Prefect API did not take the %s artifact %r within %.0f s; it is sent in the "
-                            "background if the API answers while this process runs", artifact.kind, artifact.key,
-                            FINAL_WAIT_S)
+                if not self._stuck:
+                    log.warning("the Prefect API did not take the %s artifact %r within %.0f s; it is sent in the "
+                                "background if the API answers while this process runs", artifact.kind,
+                                artifact.key, FINAL_WAIT_S)
+                self._stuck = True
+
+    def drain(self, timeout: float) -> bool:
+        """Until every queued artifact is sent (or failed); False if `timeout` seconds were not enough."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._waiting and self._sending is None, timeout)
 
     def _run(self) -> None:
         while True:
@@ -169,6 +189,7 @@ class _Publisher:
             finally:
                 with self._changed:
                     self._sending = None
+                    self._stuck = False
                     self._changed.notify_all()
 
 
@@ -182,6 +203,11 @@ def _publisher() -> _Publisher:
         if os.getpid() not in _publishers:
             _publishers[os.getpid()] = _Publisher()
         return _publishers[os.getpid()]
+
+
+def drain_artifacts(timeout: float = FINAL_WAIT_S) -> bool:
+    """Wait until every artifact this process queued has been sent (or failed); False after `timeout` seconds."""
+    return _publisher().drain(timeout)
 
 
 def table_json(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -249,6 +275,8 @@ class Progress:
 
     def _publish(self, percent: float, description: str, *, wait: bool = False) -> None:
         if percent == self._published and description == self._artifact.description:
+            if wait:
+                self._artifact.settle()  # the same state may still be queued
             return
         self._published = percent
         self._artifact.publish(float(percent), description, wait=wait)
@@ -285,6 +313,8 @@ class LiveTable:
 
     def _send(self, *, wait: bool) -> None:
         if not self._pending or not self._artifact.enabled:
+            if wait:
+                self._artifact.settle()  # the last rows may still be queued
             return
         self._next = time.monotonic() + self.min_interval_s
         self._pending = False

@@ -24,6 +24,7 @@ from curriculum.stages import Curriculum
 from curriculum.training.config import TrainConfig, check_batch_split
 from curriculum.training.distributed_worker import die_with_parent
 from curriculum.training.run_dir import fingerprint_hash
+from curriculum.training.stop import TrainingStopped, stop_requested, training_loop
 from curriculum.training.trainer import resolve_stage_start, train_stage
 from curriculum.training.types import StageData, StageResult, TrainListener
 from curriculum.training.worker_messages import ARGS_FILE, EVENTS_FILE, WorkerArgs, replay_lines
@@ -82,7 +83,8 @@ def train_stage_launched(
                           train_cfg=train_cfg, run_dir=run_dir, **kwargs)
         (folder / ARGS_FILE).write_text(args.model_dump_json())
         run_id = f"{fingerprint_hash(start.fingerprint)[:16]}-{stage_index}"
-        _run_torchrun(torchrun_command(train_cfg, folder, run_id), folder, listener, world_size)
+        with training_loop():
+            _run_torchrun(torchrun_command(train_cfg, folder, run_id), folder, listener, world_size)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     finished = resolve_stage_start(curriculum, stage_index, data, model_cfg, train_cfg, run_dir, **kwargs).finished
@@ -118,6 +120,12 @@ def _run_torchrun(command: list[str], folder: Path, listener: TrainListener, wor
                     print(lines.decode(errors="replace"), flush=True)
                 if code is not None:
                     break
+                reason = stop_requested()
+                if reason:  # the ranks are stopped below (finally); they resume from their last checkpoint
+                    raise TrainingStopped(
+                        f"training with {world_size} processes stopped ({reason}); the stage resumes from its last "
+                        f"checkpoint (one every train.checkpoint_interval iterations): run the same command again"
+                    )
                 time.sleep(0.2)
             if pending:
                 print(pending.decode(errors="replace"), flush=True)

@@ -190,7 +190,7 @@ class StageRun:
             if done % cfg.eval_interval == 0:
                 self.evaluate(net, done, lr, window_tokens / window_seconds)
                 window_tokens, window_seconds = 0, 0.0
-            reason = stop_requested() if world_size == 1 else None  # ranks stop with their launcher (launch.py)
+            reason = stop_requested() if world_size == 1 else None  # ranks: their launcher stops them (launch.py)
             if done % cfg.checkpoint_interval == 0 or reason:
                 saved = self.checkpoint(self.folder / f"iter-{done:07d}", "in-stage", done, windows)
                 if distributed.is_writer():

@@ -1,15 +1,16 @@
-"""Stopping training on request (Ctrl-C, SIGTERM, a cancelled flow run): at its next step, with a checkpoint.
+"""Stopping training when its flow ends early (Ctrl-C, SIGTERM, a cancelled run, a failing stage): at its next step,
+with a checkpoint.
 
-Training runs on a task runner's thread, and Python runs signal handlers in the main thread only. Without this,
-Ctrl-C interrupted the flow's main thread, which then waited for the training thread to finish its whole stage
-(measured: a stage with 3 minutes left ran to its end after Ctrl-C). `stop_on_signals()`, around a flow's body in
-the main thread, makes the first SIGINT or SIGTERM ask the training loops started inside it to stop: a loop saves
-a checkpoint at the step it is on and raises TrainingStopped, so running the same command again resumes from that
-step. The signal then does what it did before (KeyboardInterrupt, or Prefect's own handler), so the main thread
-stops waiting too.
+Training runs on a task runner's thread, and Python raises a signal's exception in the main thread only. Without
+this, Ctrl-C interrupted the flow's main thread, which then waited for the training thread to finish its whole
+stage (measured: a stage with 3 minutes left ran them all). `stop_on_exit()` goes around a flow's body: when an
+exception leaves it (KeyboardInterrupt from Ctrl-C, Prefect's TerminationSignal from SIGTERM or a cancellation,
+any error), it asks the training loops started inside it to stop, waits until they have, and lets the exception go
+on. A loop stops after the step it is on, saves a checkpoint of that step and raises TrainingStopped, so running
+the same command again resumes from there. Signal handlers are left as they are (Prefect's own SIGTERM handler
+is how a cancelled run is acknowledged as Cancelled).
 
-The request travels in a context variable: tasks submitted inside the block run in a copy of its context and keep
-seeing it after the block has been left (the flow's main thread leaves it first, while training still runs).
+The request travels in a context variable: tasks submitted inside the block run in a copy of its context.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 
-INTERRUPTED = ("interrupted: training saved a checkpoint at the step it was on, finished steps stay cached; run the "
-               "same command again to resume")  # what the command lines print on Ctrl-C (exit code 130)
+INTERRUPTED = ("interrupted: a stage in training saved a checkpoint of the step it was on, and finished steps stay "
+               "cached; run the same command again to resume")  # what the command lines print on Ctrl-C (exit 130)
 
 
 class TrainingStopped(RuntimeError):
@@ -31,11 +31,33 @@ class TrainingStopped(RuntimeError):
 
 
 class StopRequest:
+    """One flow body's stop: the reason once requested, and the training loops still running under it."""
+
     def __init__(self) -> None:
         self.reason: str | None = None
+        self._running = 0
+        self._changed = threading.Condition()
 
     def request(self, reason: str) -> None:
-        self.reason = self.reason or reason
+        with self._changed:
+            self.reason = self.reason or reason
+
+    def wait_stopped(self) -> None:
+        """Until every training loop under this request has ended (a loop ends within a step once asked)."""
+        with self._changed:
+            while self._running:
+                self._changed.wait(0.5)  # a timeout, so a second Ctrl-C is raised here at once
+
+    @contextmanager
+    def loop(self) -> Iterator[None]:
+        with self._changed:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
 
 
 _current: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar("curriculum_stop", default=None)
@@ -48,36 +70,39 @@ def stop_requested() -> str | None:
 
 
 @contextmanager
-def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
-    """While inside: the first of `signals` requests a stop, then runs the handler it had before. Outside the main
-    thread (where Python cannot set handlers) the request can still be made by calling the yielded object's
-    `request`. A signal someone set to be ignored stays ignored."""
+def training_loop() -> Iterator[None]:
+    """Around a training loop: the flow body it runs under waits for it to end before leaving on an exception."""
+    current = _current.get()
+    if current is None:
+        yield
+        return
+    with current.loop():
+        yield
+
+
+def reason_of(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "SIGINT"
+    signum = getattr(error, "signal", None)  # Prefect's TerminationSignal
+    if isinstance(signum, int):
+        return signal.Signals(signum).name
+    return f"the flow is ending: {type(error).__name__}"
+
+
+@contextmanager
+def stop_on_exit() -> Iterator[StopRequest]:
+    """Around a flow's body: an exception leaving it stops the training loops started inside, at their next step,
+    before it goes on (so the run folder's lock, held outside, is released only once their checkpoints are
+    written)."""
     stop = StopRequest()
     token = _current.set(stop)
-    previous: dict[signal.Signals, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.getsignal(sig) for sig in signals}
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.reason is None:
-            print(f"\n{signal.Signals(signum).name}: training stops at its next step, with a checkpoint "
-                  "(Ctrl-C again to leave at once)", file=sys.stderr, flush=True)
-        stop.request(signal.Signals(signum).name)
-        before = previous[signal.Signals(signum)]
-        if callable(before):
-            before(signum, frame)
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        else:
-            raise SystemExit(128 + signum)  # the default action ends the process: end it, after the checkpoint
-
-    for sig, before in previous.items():
-        if before is not signal.SIG_IGN:
-            signal.signal(sig, handle)
     try:
         yield stop
+    except BaseException as error:
+        stop.request(reason_of(error))
+        if isinstance(error, KeyboardInterrupt) or getattr(error, "signal", None) is not None:
+            print(f"\n{stop.reason}: training stops at its next step, with a checkpoint", file=sys.stderr, flush=True)
+        stop.wait_stopped()
+        raise
     finally:
-        for sig, before in previous.items():
-            if before is not signal.SIG_IGN and before is not None:
-                signal.signal(sig, before)  # type: ignore[arg-type]
         _current.reset(token)

@@ -32,6 +32,7 @@ from curriculum.training.run_dir import (
 )
 from curriculum.training.schedule import StagePlan, plan_curriculum, stage_schedule
 from curriculum.training.stage_loop import StageRun, now
+from curriculum.training.stop import training_loop
 from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer's public types)
     CheckpointInfo,
     EvalSet,
@@ -105,7 +106,8 @@ def train_stage(
                 copy_pretrained(start.finished, run_dir / FINAL_DIR)
         distributed.barrier()
         return StageResult.from_checkpoint(start.finished)
-    return run_stage(start, train_cfg, run_dir, expect_tokenizer, listener or TrainListener())
+    with training_loop():  # a flow leaving on an exception waits for this stage to checkpoint and stop
+        return run_stage(start, train_cfg, run_dir, expect_tokenizer, listener or TrainListener())
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from data.config import DataConfig
 from data.documents import Document, SkipReport, write_documents
 from data.shards import HEADER_BYTES, ShardError, ShardWriter, read_header, read_shard
 from data.split import SplitTooSmall, choose_val_documents
-from data.tokenize import thread_encoding, tokenize_documents
+from data.tokenize import copy_of_encoding, thread_encoding, tokenize_documents
 from data.web.config import ScrapeConfig
 
 ENC = tiktoken.get_encoding("r50k_base")
@@ -96,6 +96,17 @@ def test_each_thread_encodes_with_its_own_copy_and_the_same_tokens(hub_mirror):
         assert copy.encode_ordinary(text) == ENC.encode_ordinary(text)
         assert copy.encode(text, allowed_special="all") == ENC.encode(text, allowed_special="all")
         assert copy.n_vocab == ENC.n_vocab and copy.eot_token == ENC.eot_token
+
+
+def test_an_encoding_with_gaps_in_its_ids_is_copied_too():
+    """cl100k_base and o200k_base have ids no token uses; a copy must not check that ranks fill the vocabulary."""
+    special = {"<|endoftext|>": ENC.n_vocab + 100}  # ids 50257..50356 unused
+    gapped = tiktoken.Encoding("gapped", pat_str=ENC._pat_str, mergeable_ranks=ENC._mergeable_ranks,
+                               special_tokens=special)
+    copy = copy_of_encoding(gapped)
+    text = "Once upon a time <|endoftext|> the end"
+    assert copy is not gapped and copy.n_vocab == gapped.n_vocab == ENC.n_vocab + 101
+    assert copy.encode(text, allowed_special="all") == gapped.encode(text, allowed_special="all")
 
 
 def copy_of(path, tmp_path):

@@ -159,6 +159,7 @@ def test_an_unreachable_api_is_logged_once_and_the_work_goes_on(prefect_server, 
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         progress = build()
+        assert monitor_module.drain_artifacts()  # its first state (0 %) reached the server
         APILogWorker.drain_all(timeout=5)  # the run's logs, while the server is up
 
     def train_loop():  # a thread of its own: its client follows the settings below, not the run's
@@ -212,6 +213,7 @@ def test_an_api_that_stops_answering_never_stalls_the_training_loop(prefect_serv
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         progress = build()
+        assert monitor_module.drain_artifacts()  # created on the real server first
     took: list[float] = []
 
     def train_loop(url: str) -> None:
