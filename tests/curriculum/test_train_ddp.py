@@ -188,6 +188,63 @@ def test_a_killed_two_process_run_resumes_bit_identical(kit, shard_dir, curricul
     assert (run_dir / end).read_bytes() == (tmp_path / "unbroken" / end).read_bytes()
 
 
+STOPPED_RUNNER = """
+import contextvars, sys, threading
+sys.path[:0] = [{root!r}, {here!r}]
+import conftest, test_train_ddp
+from curriculum.stages import Curriculum
+from curriculum.training.config import TrainConfig
+from curriculum.training.stop import stop_on_exit
+from model.config import ModelConfig
+spec = {spec!r}
+def train():  # on a thread of its own, in a copy of the flow body's context, as a Prefect task runs
+    try:
+        test_train_ddp.train_launched(Curriculum.model_validate(spec["curriculum"]), spec["data_dir"],
+            ModelConfig.model_validate(spec["model"]), TrainConfig.model_validate(spec["train"]), spec["run_dir"])
+    except Exception as error:
+        print("TRAIN TASK:", type(error).__name__, error, flush=True)
+try:
+    with stop_on_exit():
+        task = threading.Thread(target=contextvars.copy_context().run, args=(train,))
+        task.start()
+        task.join()
+except KeyboardInterrupt:
+    print("FLOW: interrupted, training thread alive:", task.is_alive(), flush=True)
+"""
+
+
+def test_ctrl_c_stops_two_processes_and_their_ranks(kit, shard_dir, curriculum, tmp_path):
+    """The launcher's thread sees the flow's stop request and stops torchrun: no rank trains on to the stage end."""
+    model, two_cfg = _cfgs(kit, 2)
+    run_dir, paused, scratch = tmp_path / "run", tmp_path / "paused", tmp_path / "scratch"
+    scratch.mkdir()
+    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
+    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:4", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
+    code = STOPPED_RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not paused.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "training did not reach its pause point"
+            time.sleep(0.1)
+        time.sleep(0.5)  # both ranks at the pause
+        pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
+        os.kill(proc.pid, signal.SIGINT)  # the flow's process only, as a scheduler signals a job
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "TRAIN TASK: TrainingStopped training with 2 processes stopped (SIGINT)" in out, out
+    assert "FLOW: interrupted, training thread alive: False" in out, out
+    assert len(pids) == 2
+    time.sleep(1)
+    assert not [pid for pid in pids if _alive(pid)], "a rank outlived the stop"
+    assert (run_dir / "checkpoints" / "01-books" / "iter-0000003").is_dir() and not (run_dir / "final").exists()
+
+
 def _free_port() -> int:
     import socket
 
