@@ -79,8 +79,7 @@ class _Artifact:
         if flow_level:
             self.task_run_id = None  # listed on the flow run's Artifacts tab, not only its task run's
         self.id: UUID | None = None
-        self._failed = False
-        self._retry_at = 0.0
+        self._retry_at = 0.0  # set when a send failed: until then, nothing is queued or sent
 
     def publish(self, data: Any, description: str | None = None, *, wait: bool = False) -> None:
         """Hand `data` to the publisher thread, replacing what this artifact had waiting (only the latest is
@@ -115,11 +114,10 @@ class _Artifact:
                 else:
                     client.update_artifact(self.id, ArtifactUpdate(data=data, description=description))
         except Exception as error:  # the API unreachable, hung or refusing: the run goes on without the artifact
-            if not self._failed:
+            if not self._retry_at:  # the first failure is the one logged
                 log.warning("could not publish the %s artifact %r to the Prefect API (%s); the run goes on, "
                             "the same figures are in the run folder; next try in %.0f s",
                             self.kind, self.key, error, RETRY_AFTER_S)
-            self._failed = True
             self._retry_at = time.monotonic() + RETRY_AFTER_S
 
     def _existing(self, client: Any) -> UUID | None:
@@ -162,13 +160,14 @@ class _Publisher:
         """Until nothing of `artifact` is queued or in flight: at most FINAL_WAIT_S, and not at all while the API
         is stuck on an earlier send (so a hung API costs one wait, not one per artifact)."""
         with self._changed:
-            if self._stuck or not self._changed.wait_for(
+            if self._stuck:
+                return
+            if not self._changed.wait_for(
                 lambda: id(artifact) not in self._waiting and self._sending is not artifact, FINAL_WAIT_S
             ):
-                if not self._stuck:
-                    log.warning("the Prefect API did not take the %s artifact %r within %.0f s; it is sent in the "
-                                "background if the API answers while this process runs", artifact.kind,
-                                artifact.key, FINAL_WAIT_S)
+                log.warning("the Prefect API did not take the %s artifact %r within %.0f s; it is sent in the "
+                            "background if the API answers while this process runs", artifact.kind, artifact.key,
+                            FINAL_WAIT_S)
                 self._stuck = True
 
     def drain(self, timeout: float) -> bool:
@@ -183,9 +182,7 @@ class _Publisher:
                 artifact, data, description, context = self._waiting.pop(next(iter(self._waiting)))
                 self._sending = artifact
             try:
-                context.run(artifact.send, data, description)
-            except Exception:  # never let one bad update end the thread every artifact goes through
-                log.exception("publishing the %s artifact %r failed", artifact.kind, artifact.key)
+                context.run(artifact.send, data, description)  # catches its own failures
             finally:
                 with self._changed:
                     self._sending = None

@@ -100,23 +100,37 @@ def _alive(pid: int) -> bool:
     return status.exists() and "State:\tZ" not in status.read_text()
 
 
+def _spec(curriculum, shard_dir, model, train_cfg, run_dir) -> dict:
+    return {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
+            "model": model.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
+
+
+def start_paused(runner: str, spec: dict, pause_at: str, paused: Path, scratch: Path,
+                 new_session: bool = False) -> subprocess.Popen:
+    """`runner` (a script template) in a process of its own, with every rank pausing at `pause_at`; returns once
+    they pause (the launcher's folder, with the ranks' pid files, is under `scratch`)."""
+    env = dict(os.environ, CURRICULUM_PAUSE_AT=pause_at, CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
+    code = runner.format(root=str(ROOT), here=str(HERE), spec=spec)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
+    deadline = time.monotonic() + 240
+    while not paused.exists():
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[0])
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("training did not reach its pause point")
+        time.sleep(0.1)
+    return proc
+
+
 def test_a_killed_rank_fails_the_stage_and_a_single_process_resumes_it(kit, shard_dir, curriculum, tmp_path):
     model, two_cfg = _cfgs(kit, 2)
     run_dir, paused, scratch = tmp_path / "run", tmp_path / "paused", tmp_path / "scratch"
     scratch.mkdir()
-    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
-            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
     # every rank pauses after iteration 4 of stage 2 (its checkpoint at 3 is written); rank 1 is then killed
-    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:4", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
-    code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start_paused(RUNNER, _spec(curriculum, shard_dir, model, two_cfg, run_dir), "step:1:4", paused, scratch)
     try:
-        deadline = time.monotonic() + 240
-        while not paused.exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "training did not reach its pause point"
-            time.sleep(0.1)
         pids = {p.name: int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")}
         assert set(pids) == {"pid-rank0", "pid-rank1"}
         killed_at = time.monotonic()
@@ -153,20 +167,11 @@ def test_a_killed_two_process_run_resumes_bit_identical(kit, shard_dir, curricul
     model = kit.TINY_MODEL
     train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "unbroken")
     run_dir, paused = tmp_path / "run", tmp_path / "paused"
-    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
-            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:5", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
-    code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = start_paused(RUNNER, _spec(curriculum, shard_dir, model, two_cfg, run_dir), "step:1:5", paused, scratch,
+                        new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while not paused.exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "training did not reach its pause point"
-            time.sleep(0.1)
         time.sleep(0.5)  # both ranks at the pause
         pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
         os.kill(proc.pid, signal.SIGKILL)  # the task's process only: torchrun and the ranks must follow it
@@ -218,18 +223,9 @@ def test_ctrl_c_stops_two_processes_and_their_ranks(kit, shard_dir, curriculum, 
     model, two_cfg = _cfgs(kit, 2)
     run_dir, paused, scratch = tmp_path / "run", tmp_path / "paused", tmp_path / "scratch"
     scratch.mkdir()
-    spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
-            "model": model.model_dump(mode="json"), "train": two_cfg.model_dump(mode="json"), "run_dir": str(run_dir)}
-    env = dict(os.environ, CURRICULUM_PAUSE_AT="step:1:4", CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
-    code = STOPPED_RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = start_paused(STOPPED_RUNNER, _spec(curriculum, shard_dir, model, two_cfg, run_dir), "step:1:4", paused,
+                        scratch, new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while not paused.exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "training did not reach its pause point"
-            time.sleep(0.1)
         time.sleep(0.5)  # both ranks at the pause
         pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
         os.kill(proc.pid, signal.SIGINT)  # the flow's process only, as a scheduler signals a job
@@ -262,10 +258,7 @@ def test_two_nodes_meeting_on_loopback_train_like_one_process(kit, shard_dir, cu
     procs = []
     for node_rank in (0, 1):
         cfg = one_cfg.model_copy(update={"nnodes": 2, "node_rank": node_rank, "rdzv_endpoint": endpoint})
-        spec = {"curriculum": curriculum.model_dump(mode="json", exclude_unset=True), "data_dir": str(shard_dir),
-                "model": model.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
-                "run_dir": str(run_dir)}
-        code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=spec)
+        code = RUNNER.format(root=str(ROOT), here=str(HERE), spec=_spec(curriculum, shard_dir, model, cfg, run_dir))
         procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, start_new_session=True))
     try:
