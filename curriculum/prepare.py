@@ -257,10 +257,13 @@ def merge_chunks(documents: DocumentsRecord, data_cfg: DataConfig, chunks: list[
     if [chunk.index for chunk in chunks] != list(range(1, len(chunks) + 1)) or any(c.of != len(chunks) for c in chunks):
         raise ValueError(f"stage {documents.stage!r}: chunks {[c.name for c in chunks]} are not one whole plan")
     tokens_path, index_path = _tokens_paths(documents, data_cfg)
-    if len(chunks) == 1 and chunks[0].path == tokens_path:
-        only = chunks[0]  # it wrote the stage's files (tokenize_chunk)
+    if len(chunks) == 1:
+        # The only chunk wrote a stage's files itself (tokenize_chunk): this stage's, or, from the cache, those of
+        # another stage with the same documents (the key is the content). Used where they are: merging a copy and
+        # deleting the chunk's files would delete that other stage's tokens under it.
+        only = chunks[0]
         return TokensRecord(
-            stage=documents.stage, path=tokens_path, index_path=index_path, sha256=only.sha256,
+            stage=documents.stage, path=only.path, index_path=only.index_path, sha256=only.sha256,
             index_sha256=only.index_sha256, n_documents=only.n_documents, n_tokens=only.n_tokens,
             tokenizer=data_cfg.tokenizer,
         )
@@ -269,8 +272,9 @@ def merge_chunks(documents: DocumentsRecord, data_cfg: DataConfig, chunks: list[
         [(chunk.path, chunk.index_path) for chunk in chunks], tokens_path, index_path, meta=_tokens_meta(documents)
     )
     for chunk in chunks:
-        chunk.path.unlink(missing_ok=True)
-        chunk.index_path.unlink(missing_ok=True)
+        if chunk.path.parent == tokens_path.parent:  # not the chunks another stage with the same documents made
+            chunk.path.unlink(missing_ok=True)
+            chunk.index_path.unlink(missing_ok=True)
     return TokensRecord(
         stage=documents.stage,
         path=tokens_path,
