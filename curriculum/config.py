@@ -14,11 +14,12 @@ from curriculum.stages import NAME_PATTERN, Curriculum
 from curriculum.training.config import TrainConfig
 from curriculum.training.schedule import check_batch_sizes, check_lr_transitions
 from data.config import DataConfig
+from data.errors import UserError
 from data.web.config import ScrapeConfig
 from model.config import ModelConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A run configuration a user wrote (YAML, --type, --set) is wrong; the message says where and how."""
 
 

@@ -23,6 +23,7 @@ from data.atomic import sha256_file
 from data.checksums import json_sha256
 from data.config import DataConfig
 from data.documents import SkipReport, Source, write_documents_by_content, write_json
+from data.errors import UserError
 from data.hf_reader import HuggingFaceReader
 from data.shards import ShardError, read_header, read_shard
 from data.split import write_split_shards
@@ -323,7 +324,7 @@ def tokenize_stage(
             record = run_chunk(chunk, chunk_progress(chunk.index))
         except Exception as error:
             raise ChunkFailed(f"{chunk_name(documents.stage, chunk.index, chunk.of)} failed: "
-                              f"{type(error).__name__}: {error}") from error
+                              f"{type(error).__name__}: {error}; {CHUNK_RETRY}") from error
         chunk_progress(chunk.index)(record.n_documents)  # also for a chunk that came from the cache
         return record
 
@@ -334,8 +335,13 @@ def tokenize_stage(
     return merge_chunks(documents, data_cfg, records)
 
 
-class ChunkFailed(RuntimeError):
-    """A chunk of a stage's tokenization failed (after its task's retries); the message names it."""
+class ChunkFailed(UserError, RuntimeError):
+    """A chunk of a stage's tokenization failed (after its task's retries); the message names it, the cause and
+    what to do (CHUNK_RETRY)."""
+
+
+CHUNK_RETRY = ("fix that (the chunk's log above shows where it failed) and run the same command again: the chunks "
+               "that finished come from the cache")
 
 
 def shard_identity(tokens: TokensRecord, stage: CurriculumStage, data_cfg: DataConfig) -> list[Any]:

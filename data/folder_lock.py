@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from data.errors import UserError
 
-class FolderLocked(RuntimeError):
+
+class FolderLocked(UserError, RuntimeError):
     """Another process is writing the folder; the message names it and what to do."""
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from data import hf_datasets
 from data.atomic import sha256_file
 from data.documents import Document, SkipReport
+from data.errors import UserError
 
 MIRROR_ENV = "CURRICULUM_HUB_MIRROR"
 # When a dataset has no `text` column, these are tried before giving up.
@@ -23,7 +25,7 @@ DATA_SUFFIXES = (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".txt", ".gz",
 HUB_TIMEOUT_S = 10.0  # per hub call: a stalled hub fails the step instead of hanging it
 
 
-class HubUnreachable(ConnectionError):
+class HubUnreachable(UserError, ConnectionError):
     """A hub id could not be resolved: no network and no local mirror."""
 
 
@@ -136,12 +138,10 @@ class HuggingFaceReader:
         return self.commit
 
     def _rows(self) -> Iterable[dict[str, Any]]:
-        import datasets
-
         kind, target = self.location.kind, self.location.target
         if kind == "saved":
-            loaded = datasets.load_from_disk(target)
-            if isinstance(loaded, datasets.DatasetDict):
+            loaded = hf_datasets.load_from_disk(target)
+            if isinstance(loaded, hf_datasets.datasets_library().DatasetDict):
                 if self.split not in loaded:
                     raise ValueError(
                         f"split {self.split!r} not in {target}; splits: {sorted(loaded)} (set the stage's `split`)"
@@ -152,26 +152,26 @@ class HuggingFaceReader:
         streaming = kind == "folder" or self.n_items is not None
         revision = self.hub_commit() if kind == "hub" else None
         try:
-            return datasets.load_dataset(target, split=self.split, streaming=streaming, revision=revision)
+            return hf_datasets.load_dataset(target, split=self.split, streaming=streaming, revision=revision)
         except ConnectionError as error:
             raise _unreachable(self.dataset_key, self.mirror, str(error)) from error
 
     def documents(self, report: SkipReport) -> Iterator[Document]:
-        rows = iter(self._rows())
-        first = next(rows, None)
-        if first is None:
-            return
-        field = self._text_field(first, report)
-        for index, row in enumerate(itertools.chain([first], rows)):
-            if self.n_items is not None and index >= self.n_items:
+        with hf_datasets.rows(self._rows()) as rows:
+            first = next(rows, None)
+            if first is None:
                 return
-            text = row.get(field)
-            if not isinstance(text, str):
-                report.skip(f"{self.dataset_key}[{index}]", "not-text", f"{field} is {type(text).__name__}")
-            elif not text.strip():
-                report.skip(f"{self.dataset_key}[{index}]", "empty")
-            else:
-                yield Document(id=f"{self.split}:{index}", text=text)
+            field = self._text_field(first, report)
+            for index, row in enumerate(itertools.chain([first], rows)):
+                if self.n_items is not None and index >= self.n_items:
+                    return
+                text = row.get(field)
+                if not isinstance(text, str):
+                    report.skip(f"{self.dataset_key}[{index}]", "not-text", f"{field} is {type(text).__name__}")
+                elif not text.strip():
+                    report.skip(f"{self.dataset_key}[{index}]", "empty")
+                else:
+                    yield Document(id=f"{self.split}:{index}", text=text)
 
     def _text_field(self, row: dict[str, Any], report: SkipReport) -> str:
         if self.text_field in row:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from data.atomic import fsync_dir, remove_stale_tmp, tmp_path_for
+from data.errors import UserError
 
 MAGIC = b"CGPTTOK\0"
 FORMAT_VERSION = 1
@@ -38,8 +39,12 @@ PREPARE_HINT = (
 )
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """A token file is missing parts, damaged or made for another tokenizer; the message says how to fix it."""
+
+
+class ShardMissing(UserError, FileNotFoundError):
+    """A token file is not where the run expects it; the message says how to prepare it again."""
 
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -129,7 +134,7 @@ def read_header(path: str | Path, hint: str = PREPARE_HINT) -> dict[str, Any]:
     """The metadata of a token file, after checking magic, version and that the size matches."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Dataset file not found: {path}; {hint}")
+        raise ShardMissing(f"Dataset file not found: {path}; {hint}")
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(HEADER_BYTES)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from data.errors import UserError
 from data.shards import ShardWriter, read_shard
 from data.tokenize import load_index
 
 COPY_TOKENS = 1 << 24  # copy at most this many tokens at once: memory stays bounded
 
 
-class SplitTooSmall(ValueError):
+class SplitTooSmall(UserError, ValueError):
     """A stage has too little text for a validation split and training at its block size."""
 
 

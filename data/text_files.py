@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from data.documents import Document, SkipReport
+from data.errors import UserError
 from data.text_cleanup import UndecodableText, decode_text, normalize_newlines, split_documents, strip_gutenberg
 
 DEFAULT_FILES = ("files",)
 
 
-class NoTextFiles(FileNotFoundError):
+class NoTextFiles(UserError, FileNotFoundError):
     """The configured locations hold no .txt file at all."""
 
 

@@ -1,4 +1,5 @@
-"""Command line of `python flows/curriculum.py`: arguments become the flow's parameters."""
+"""Command line of `python flows/curriculum.py`: arguments become the flow's parameters; `run_flow` ends it, and
+`python flows/compare.py`, with the message of a UserError instead of a traceback."""
 
 from __future__ import annotations
 
@@ -10,20 +11,8 @@ from typing import Any
 
 from curriculum.config import ConfigError, load_run_config, parse_override, parse_value
 from curriculum.presets import PRESETS
-from curriculum.training.checkpoints import CheckpointError
-from curriculum.training.run_dir import RunMismatchError
 from curriculum.training.stop import INTERRUPTED
-from data.hf_reader import HubUnreachable
-from data.shards import ShardError
-from data.split import SplitTooSmall
-from data.web.urls import ScrapeError
-
-# Errors a user can cause and fix: their messages say what to do, so the CLI ends with the message alone
-# (Prefect has logged the traceback above it).
-USER_ERRORS = (
-    ConfigError, RunMismatchError, CheckpointError, ShardError, SplitTooSmall, HubUnreachable, ScrapeError,
-    FileNotFoundError, FileExistsError,
-)
+from data.errors import UserError
 
 EPILOG = """
 examples:
@@ -102,13 +91,44 @@ def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
+    exit_code, _ = run_flow(flow, **parameters)
+    return exit_code
+
+
+def run_flow(flow: Callable[..., Any], **parameters: Any) -> tuple[int, Any]:
+    """Run `flow` from a command line: (0, its result); (1, None) after a UserError, which ends with its message
+    alone (the terminal shows no traceback for it, the run's log in the UI keeps one); (130, None) after Ctrl-C.
+    Any other exception is a bug and leaves with its traceback."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    hide_user_error_tracebacks()
     try:
-        flow(**parameters)
-    except USER_ERRORS as error:
+        return 0, flow(**parameters)
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 1, None
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
-        return 130
-    return 0
+        return 130, None
+
+
+class _WithoutUserErrorTraceback(logging.Formatter):
+    """The terminal's formatter, except that a record logged with a UserError (Prefect logs the exception that
+    fails a task or flow run with its traceback) shows its message alone: the message says what to do."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            # A copy: the handlers before this one (Prefect's API handler, the UI's log) keep the traceback.
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return self.inner.format(record)
+
+
+def hide_user_error_tracebacks() -> None:
+    """Wrap the formatters of the root logger's handlers (Prefect's console handler: its task and flow run
+    loggers reach the terminal through it) in _WithoutUserErrorTraceback, once."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _WithoutUserErrorTraceback):
+            handler.setFormatter(_WithoutUserErrorTraceback(handler.formatter))

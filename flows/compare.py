@@ -24,7 +24,6 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import Any, Literal  # noqa: E402
@@ -54,9 +53,10 @@ from curriculum.compare.report import build_report, curve, report_markdown, spee
 from curriculum.config import ConfigError, RunConfig, load_run_config, parse_override  # noqa: E402
 from curriculum.presets import PRESETS  # noqa: E402
 from curriculum.training.run_dir import read_metrics  # noqa: E402
-from curriculum.training.stop import INTERRUPTED, stop_on_exit  # noqa: E402
+from curriculum.training.stop import stop_on_exit  # noqa: E402
 from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
+from flows.cli import run_flow  # noqa: E402
 from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
 from tasks.compare import train_arm  # noqa: E402
 from tasks.ui_artifacts import artifact_key, image_markdown, publish_markdown  # noqa: E402
@@ -212,8 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from flows.cli import USER_ERRORS
-
     args = build_parser().parse_args(argv)
     try:
         overrides = dict(parse_override(text) for text in args.overrides)
@@ -232,17 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        report = compare(type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
-                         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals,
-                         versus_config_path=args.versus)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    exit_code, report = run_flow(
+        compare, type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
+        arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals, versus_config_path=args.versus,
+    )
+    if exit_code:
+        return exit_code
     if VERSUS in report["arms"]:
         print(versus_line(report), flush=True)
     print(speedup_line(report), flush=True)  # the last line

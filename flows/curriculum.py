@@ -40,6 +40,7 @@ from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
 from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
+    EarlierRunFound,
     check_run_dir,
     fingerprint_hash,
     git_commit,
@@ -178,7 +179,7 @@ def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
     if run_owner(run_dir) == flow_run.get_id():
         return False
     if not resume and not restart and (run_dir / "checkpoints").is_dir():
-        raise FileExistsError(
+        raise EarlierRunFound(
             f"run folder {run_dir} holds checkpoints of an earlier run and resume=False; resume it (the default), "
             "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
         )

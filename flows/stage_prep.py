@@ -22,6 +22,7 @@ from prefect.task_runners import TaskRunner
 
 from curriculum.config import RunConfig
 from curriculum.prepare import (
+    CHUNK_RETRY,
     ChunkFailed,
     DocumentsRecord,
     ShardsRecord,
@@ -35,6 +36,7 @@ from curriculum.stages import CUSTOM_SCRAPE, CurriculumStage
 from curriculum.summary import stage_data_summary, stage_header
 from curriculum.web_batches import WebBatchRecord, web_batch_plan
 from data.config import DataConfig
+from data.errors import UserError
 from data.web.batches import batch_name
 from tasks.caching import Settled, settle_cached, stored, submit_cached
 from tasks.prepare import fetch, fetch_batch, shard, tokenize, tokenize_chunk
@@ -114,12 +116,13 @@ def fetch_batches(
     if failed:
         first = min(failed)
         cause = failed[first]
-        raise BatchFailed(f"{batch_name(stage.name, first, len(plan))} failed: {type(cause).__name__}: {cause}") \
+        raise BatchFailed(f"{batch_name(stage.name, first, len(plan))} failed: {type(cause).__name__}: {cause}; "
+                          "fix that (the batch's log above shows where it failed) and run the same command again") \
             from cause
     return [done[batch.index] for batch in plan]
 
 
-class BatchFailed(RuntimeError):
+class BatchFailed(UserError, RuntimeError):
     """A batch of a web stage's inputs failed (after its task's retries); the message names it."""
 
 
@@ -165,7 +168,7 @@ def tokenize_on_runner(
         first = min(failed)
         cause = failed[first]
         raise ChunkFailed(f"{chunk_name(documents.stage, first, len(plan))} failed: {type(cause).__name__}: "
-                          f"{cause}") from cause
+                          f"{cause}; {CHUNK_RETRY}") from cause
     merge = {**parameters, "chunks": [done[chunk.index] for chunk in plan]}
     return settle_cached(submit_cached(tokenize, records, runner, refresh=whole.stale, **merge), tokenize, records,
                          **merge)

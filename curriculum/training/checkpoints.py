@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from curriculum.training.faults import pause_point
 from data.atomic import fsync_dir, fsync_file, is_stale_tmp, remove_stale_tmp, sha256_file, tmp_path_for
+from data.errors import UserError
 from model.gpt import GPT
 from model.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_weights
 
@@ -53,7 +54,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CHECKPOINT_FILES = (WEIGHTS_FILE, OPTIMIZER_AND_RNG_FILE, CONFIG_FILE, STATE_FILE)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint folder is incomplete, damaged or not from this run; the message says what to do."""
 
 
@@ -69,7 +70,7 @@ def _os_error_code(error: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(UserError, OSError):
     """A checkpoint could not be written for lack of space; nothing of it is left under a real or temporary name."""
 
     def __init__(self, path: Path, code: int):

@@ -22,6 +22,7 @@ from curriculum.stages import LOCATION_FIELDS, Curriculum, CurriculumStage
 from curriculum.training.config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
 from data.checksums import json_sha256
+from data.errors import UserError
 from data.web.urls import redact_all
 from model.config import ModelConfig
 
@@ -32,8 +33,12 @@ METRICS_FILE = "metrics.jsonl"
 RUNTIME_FILE = "runtime.jsonl"
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError, ValueError):
     """The run folder (or a checkpoint in it) belongs to another curriculum or other settings."""
+
+
+class EarlierRunFound(UserError, FileExistsError):
+    """The run folder holds an earlier run's checkpoints, and this run was told not to resume them."""
 
 
 def run_fingerprint(curriculum: Curriculum, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict[str, Any]:

@@ -8,6 +8,12 @@ from dataclasses import asdict, dataclass, field
 
 from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.config import TrainConfig
+from data.errors import UserError
+
+
+class ScheduleError(UserError, ValueError):
+    """The stages and the train settings do not make whole batches or iterations: the message names the stage, the
+    numbers and the setting to change. In a run config (RunConfig) it is reported as a ConfigError."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def stage_batch_size(stage: CurriculumStage, cfg: TrainConfig) -> int:
         return cfg.batch_size
     per_sequence = stage.block_size * cfg.grad_accum
     if cfg.tokens_per_step % per_sequence:
-        raise ValueError(
+        raise ScheduleError(
             f"train.tokens_per_step={cfg.tokens_per_step:,} does not divide by stage {stage.name!r}'s block_size x "
             f"grad_accum = {stage.block_size} x {cfg.grad_accum} = {per_sequence:,}: its batch would not be a whole "
             f"number of sequences; make tokens_per_step a multiple of {per_sequence:,} (and of every other stage's), "
@@ -78,18 +84,18 @@ def stage_batch_size(stage: CurriculumStage, cfg: TrainConfig) -> int:
 
 
 def check_batch_sizes(curriculum: Curriculum, cfg: TrainConfig) -> list[int]:
-    """Every stage's batch size; ValueError naming the stage if one is not whole, or does not split over the
+    """Every stage's batch size; ScheduleError naming the stage if one is not whole, or does not split over the
     training processes (when their number is known: nproc is not 'auto')."""
     multiple = math.lcm(*(stage.block_size * cfg.grad_accum for stage in curriculum.stages))
     sizes = []
     for stage in curriculum.stages:
         try:
             size = stage_batch_size(stage, cfg)
-        except ValueError as error:
-            raise ValueError(f"{error} (a multiple of {multiple:,} fits every stage)") from None
+        except ScheduleError as error:
+            raise ScheduleError(f"{error} (a multiple of {multiple:,} fits every stage)") from None
         if cfg.nproc != "auto" and size % (cfg.nproc * cfg.nnodes):
             processes = cfg.nproc * cfg.nnodes
-            raise ValueError(
+            raise ScheduleError(
                 f"stage {stage.name!r} trains batches of {size} sequences, which do not split over {processes} "
                 f"training processes (nproc x nnodes); set stages.{stage.name}.batch_size or train.tokens_per_step "
                 f"so every stage's batch is a multiple of {processes}"
@@ -104,7 +110,7 @@ def check_lr_transitions(curriculum: Curriculum, cfg: TrainConfig) -> None:
         return
     for stage in curriculum.stages:
         if stage.lr is not None:
-            raise ValueError(
+            raise ScheduleError(
                 f"stage {stage.name!r} sets lr={stage.lr!r}, which steers a schedule over the whole curriculum: "
                 "set train.lr_schedule to 'global' or 'wsd' (--set train.lr_schedule=wsd), or remove the stage's "
                 "lr (with 'per-stage' every stage warms up and decays on its own already)"
@@ -124,7 +130,7 @@ def plan_stage(
         windows = sum(source_windows.values())
         empty = [name for name, count in source_windows.items() if count == 0]
         if empty:
-            raise ValueError(
+            raise ScheduleError(
                 f"stage {stage.name!r}: source(s) {empty} hold fewer train tokens than one window of block_size+1="
                 f"{stage.block_size + 1}; prepare more data for them (n_items) or drop them from the mixture"
             )
@@ -138,7 +144,7 @@ def plan_stage(
         assert stage.n_epochs is not None  # CurriculumStage requires one of the two
         epoch_iters = stage.n_epochs * windows // seqs_per_iter
     if epoch_iters == 0:
-        raise ValueError(
+        raise ScheduleError(
             f"stage {stage.name!r} has {train_tokens:,} train tokens = {windows:,} windows of block_size+1="
             f"{stage.block_size + 1} tokens, fewer than one iteration needs (batch_size*grad_accum = "
             f"{batch_size}*{cfg.grad_accum} = {seqs_per_iter} sequences per iteration over "

@@ -36,6 +36,7 @@ from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_
 from curriculum.training.schedule import StagePlan, StageSchedule
 from curriculum.training.stop import TrainingStopped, stop_requested
 from curriculum.training.types import CheckpointInfo, MetricsRow, StepInfo, TrainListener, mixture_keys
+from data.errors import UserError
 from data.shards import Shard
 from model.config import ModelConfig
 from model.gpt import GPT
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 _RNG_LOCK = threading.Lock()
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """Training produced a NaN or infinite loss (or weights); stopped before it reached the weights or a checkpoint."""
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from data.errors import UserError
+
 ALLOWED_SCHEMES = ("http", "https")
 # Saved crawls hold pages, PDFs and their assets; only these are documents. `.gz` copies are
 # read through (wget --compression, hand-made archives).
@@ -22,7 +24,7 @@ SHOWN_CHARS = 80
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 
-class ScrapeError(RuntimeError):
+class ScrapeError(UserError, RuntimeError):
     """The web source cannot give a stage anything to train on; the message says why and what to do."""
 
 
