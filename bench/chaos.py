@@ -1,26 +1,34 @@
-"""Kill the CLI with SIGKILL at random moments while it prepares and trains, resume each time, compare.
+"""Kill the CLI with SIGKILL as its run passes planned points of its work, resume each time, compare.
 
     python bench/chaos.py [--kills 20] [--seed 0] [--keep]
 
 A small real curriculum (tiny model; 300 TinyStories stories from the hub mirror, then a Project Gutenberg
-book from ../shared) runs once unbroken in one folder, which also measures how long a run takes. Then the
-same command runs in a second folder and is killed `--kills` times at random moments: a quarter of them
-during Prefect's start-up, the rest after the flow run began, up to twice the fair share of the remaining
-work, so kills land in fetching, tokenizing, sharding, training and checkpointing alike. The whole process group goes
-(`os.killpg`): the CLI and the temporary Prefect server it started. After each kill the same command runs
-again; after the last, it runs to completion. The final weights of the two folders are then compared
-tensor by tensor, byte for byte.
+book from ../shared) runs once unbroken in one folder; its log says what the work is: the preparation steps
+(fetch, tokenize and shard of each stage: the tasks that finished) and each stage's training iterations. Then
+the same command runs in a second folder and is killed exactly `--kills` times. Kill moments come from the
+run's progress, never from a clock, so a busy machine changes how long the bench takes, not what it tests:
+progress is the preparation steps finished (read from this life's log) plus, per stage, the iteration reached
+(its progress bar in the log, or its newest checkpoint folder, whichever is further). Preparation weighs a
+quarter of the work, shared by its steps; the iterations the rest. Each life aims at a point up to 1.5 times
+the fair share of the work left per remaining kill past where the last life was killed (never less than one
+iteration past it), and is killed once its progress reaches that point, so every life gets further than the
+one before and the run always finishes. The whole process group goes (`os.killpg`): the CLI and the temporary
+Prefect server it started. After each kill the same command runs again; after the last, it runs to
+completion. The final weights of the two folders are then compared tensor by tensor, byte for byte.
 
-Prints one line per kill (when, and the last line the run printed), and last
-`kills=N resumed=N identical=yes|no`: kills delivered, reruns after a kill that carried on without an error
-(killed again later or finished), and whether the final weights are bit-equal. A life that finishes before its
-kill ends the series early (everything after it would come from the cache), so N can be below --kills; the
-line before says so.
+Prints the work plan, one line per kill (the progress it landed at, where that was, and the last line the
+run printed), and last `kills=N resumed=N identical=yes|no`: kills delivered, reruns after a kill that carried
+on without an error (killed again later or finished), and whether the final weights are bit-equal. Exits
+non-zero when fewer than --kills kills landed (a life finished before reaching its point: more kills than
+the run has progress points to tell apart, a new checkpoint every 3 iterations here).
 
-Kill moments scale with the unbroken run's time, so a machine much busier during that run than later gives long
-windows and fewer kills. Measured here, 2 cores shared with other work (load 7-9), defaults: 18.5 min, unbroken
-run 99 s (20 s of it Prefect's start-up), `kills=19 resumed=19 identical=yes`, the 20th life finishing first;
-again with the windows capped: 15.4 min, unbroken run 323 s under heavier load, `kills=9 resumed=9 identical=yes`.
+No kill lands in Prefect's start-up (a life killed there would make no progress), nor between two log lines
+or checkpoints: a kill comes within 50 ms of the run showing the point it aimed at.
+
+Measured here, 2 cores shared with other work (load 3-4), under `nice -n 15`, defaults: 7.2 min, unbroken run
+46 s (20 s of it Prefect's start-up), `kills=20 resumed=20 identical=yes`: 4 kills in preparation (after
+tokenize, fetch, tokenize and shard steps), 7 in each stage's training; `--kills 5`: 2.9 min, `kills=5
+resumed=5 identical=yes`. The old wall-clock windows landed 19, then 9, of 20.
 
 Needs CURRICULUM_HUB_MIRROR (default ../shared/hub) and TIKTOKEN_CACHE_DIR (default ../shared/tiktoken).
 """
@@ -30,16 +38,28 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from curriculum.training.checkpoints import END, in_stage_dirs, stage_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK_STARTED = b"Beginning flow run"  # Prefect's log line once its temporary server is up and the flow starts
+# A task that finished, ran or taken from the cache: `Task run 'shard-books' - Finished in state Cached(...)`.
+TASK_FINISHED = re.compile(rb"Task run '([^']+)' - Finished in state (?:Completed|Cached)")
+# A tokenize chunk (`tokenize-books-1/1`): not a step of its own, as a cached parent task skips its chunks.
+CHUNK_TASK = re.compile(r"-\d+/\d+$")
+# A stage's progress bar (curriculum/training/progress.py): `train books:  38%|███▊      | 23/60 [00:02<...`.
+STAGE_BAR = re.compile(rb"train (\S+?):\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
+PREPARATION_SHARE = 0.25  # of the work, hence of the kills: few steps, but where most data files are written
+POLL_S = 0.05
 SHARED = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared"))
 
 CONFIG = """\
@@ -92,15 +112,16 @@ def start(config: Path, folder: Path, env: dict[str, str], log: Path) -> subproc
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def kill_group(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+def kill_group(process: subprocess.Popen) -> bool:
+    """SIGKILL the CLI's process group; whether that is what ended the CLI (it may have just exited by itself)."""
+    os.killpg(process.pid, signal.SIGKILL)  # the unreaped CLI still holds its group's id, even once it exited
+    killed = process.wait() == -signal.SIGKILL
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the group is gone once no member is left to signal
         try:
             os.killpg(process.pid, 0)
         except ProcessLookupError:
-            return
+            return killed
         time.sleep(0.1)
     raise RuntimeError(f"process group {process.pid} still has members 10 s after SIGKILL")
 
@@ -115,6 +136,83 @@ def started_work(log: Path, offset: int) -> bool:
     with open(log, "rb") as file:
         file.seek(offset)
         return WORK_STARTED in file.read()
+
+
+def log_since(log: Path, offset: int) -> bytes:
+    with open(log, "rb") as file:
+        file.seek(offset)
+        return file.read()
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """What a run does, as its log shows it: preparation steps, then each stage's iterations (curriculum order)."""
+
+    preparation: frozenset[str]
+    stages: tuple[tuple[str, int], ...]
+
+    @property
+    def iterations(self) -> int:
+        return sum(total for _, total in self.stages)
+
+    @property
+    def step_weight(self) -> float:
+        """Progress one preparation step is worth, so that preparation is PREPARATION_SHARE of the total."""
+        return self.iterations * PREPARATION_SHARE / (1 - PREPARATION_SHARE) / len(self.preparation)
+
+    @property
+    def total(self) -> float:
+        return self.step_weight * len(self.preparation) + self.iterations
+
+    @classmethod
+    def from_unbroken(cls, text: bytes, run_dir: Path) -> WorkPlan:
+        stages: dict[str, int] = {}
+        for name, _, total in STAGE_BAR.findall(text):
+            stages.setdefault(name.decode(), int(total))
+        training = {f"train-{name}" for name in stages}
+        finished = {name.decode() for name in TASK_FINISHED.findall(text)}
+        preparation = frozenset(n for n in finished - training if not CHUNK_TASK.search(n))
+        if not stages or not preparation or not training <= finished:
+            raise SystemExit(f"the unbroken run's log shows stages {sorted(stages)}, finished tasks "
+                             f"{sorted(finished)}: expected a `train <stage>:` progress bar and a finished "
+                             f"`train-<stage>` task per stage, and some preparation tasks. Update STAGE_BAR and "
+                             f"TASK_FINISHED in {__file__} to what the CLI prints now")
+        plan = cls(preparation, tuple(stages.items()))
+        for index, (name, _) in enumerate(plan.stages):
+            if not (stage_dir(run_dir, index, name) / END).is_dir():
+                raise SystemExit(f"the unbroken run trained stage {name!r} but has no "
+                                 f"{stage_dir(run_dir, index, name) / END}: the stages' order in its log is not "
+                                 f"their order in the curriculum")
+        return plan
+
+
+def progress(plan: WorkPlan, text: bytes, run_dir: Path) -> tuple[float, str]:
+    """How far a life has got, and where that is: `text` is its log so far, `run_dir` its run folder.
+
+    Preparation steps count when this life's log shows them finished (a rerun finishes the earlier ones again
+    from the cache, at once); a stage's iterations are the furthest of its progress bar in this log, its newest
+    checkpoint folder, and all of them once its end checkpoint exists or its training task finished."""
+    finished = {name.decode() for name in TASK_FINISHED.findall(text)}
+    bars = {name.decode(): int(n) for name, n, _ in STAGE_BAR.findall(text)}  # the last value of each bar
+    prepared = len(plan.preparation & finished)
+    value = plan.step_weight * prepared
+    where = f"prepared {prepared}/{len(plan.preparation)}"
+    for index, (name, total) in enumerate(plan.stages):
+        folder = stage_dir(run_dir, index, name)
+        if (folder / END).is_dir() or f"train-{name}" in finished:
+            reached = total
+        else:
+            reached = max([bars.get(name, 0)] + [stage_iter for stage_iter, _ in in_stage_dirs(folder)])
+        value += reached
+        if reached:
+            where = f"train {name} {reached}/{total}"
+    return value, where
+
+
+def kill_moment(plan: WorkPlan, last_kill: float, kills_left: int, rng: random.Random) -> float:
+    """The progress the next life is killed at: past the last kill by up to 1.5 fair shares of the work left."""
+    fair_share = (plan.total - last_kill) / (kills_left + 1)
+    return last_kill + max(1.0, fair_share * rng.uniform(0.5, 1.5))
 
 
 def run_to_end(config: Path, folder: Path, env: dict[str, str], log: Path) -> tuple[float, float]:
@@ -163,42 +261,38 @@ def main() -> None:
         unbroken.mkdir()
         broken.mkdir()
         startup_s, reference_s = run_to_end(config, unbroken, env, unbroken / "cli.log")
-        work_s = reference_s - startup_s
-        print(f"unbroken run: {reference_s:.1f}s, of which {startup_s:.1f}s start-up", flush=True)
+        plan = WorkPlan.from_unbroken(log_since(unbroken / "cli.log", 0), unbroken / "run")
+        print(f"unbroken run: {reference_s:.1f}s, of which {startup_s:.1f}s start-up; work: "
+              f"{len(plan.preparation)} preparation steps x {plan.step_weight:.1f} + "
+              + " + ".join(f"{total} iterations of {name}" for name, total in plan.stages)
+              + f" = {plan.total:.0f}", flush=True)
 
         log = broken / "cli.log"
         kills = resumed = 0
+        last_kill = 0.0  # the progress at which the last life was killed
         after_kill = False
         while kills < args.kills:
-            # Every life pays Prefect's start-up again (its length varies with the machine's load), so the
-            # clock starts when the flow run begins: one kill in four lands in the start-up itself, the others
-            # up to twice the fair share of the work left per remaining kill, spread over preparing and training;
-            # at most half the work, so the last kills rarely come after a run that had little left to do.
-            in_startup = rng.random() < 0.25
-            window = min(2 * work_s / (args.kills - kills + 1), work_s / 2)
-            delay = rng.uniform(0, startup_s if in_startup else window)
+            aim = kill_moment(plan, last_kill, args.kills - kills, rng)
             offset = log.stat().st_size if log.exists() else 0
             process = start(config, broken, env, log)
-            began = time.monotonic()
-            while not in_startup and process.poll() is None and not started_work(log, offset):
-                time.sleep(0.05)
-            try:
-                process.wait(timeout=max(0.0, delay - (time.monotonic() - began) if in_startup else delay))
-            except subprocess.TimeoutExpired:
-                kill_group(process)
+            while process.poll() is None and progress(plan, log_since(log, offset), broken / "run")[0] < aim:
+                time.sleep(POLL_S)
+            if process.returncode is None and kill_group(process):
+                # Read once the group is gone: a checkpoint it wrote after the last look counts too.
+                last_kill, where = progress(plan, log_since(log, offset), broken / "run")
                 resumed += after_kill
                 kills += 1
                 after_kill = True
-                where = "into start-up" if in_startup else "into the flow run"
-                print(f"kill {kills:2d} {delay:5.1f}s {where}: {last_line(log)}", flush=True)
+                print(f"kill {kills:2d} at {last_kill:5.1f}/{plan.total:.0f} (aimed at {aim:5.1f}), {where}: "
+                      f"{last_line(log)}", flush=True)
                 continue
             if process.returncode != 0:
                 raise SystemExit(f"a rerun after kill {kills} failed with exit code {process.returncode}:\n"
                                  f"{log.read_text(errors='replace')[-4000:]}")
-            # It finished before the kill came: everything left is cached, further kills would test nothing.
+            # It finished before reaching its point: everything left is cached, further kills would test nothing.
             resumed += after_kill
             after_kill = False
-            print(f"run finished within {delay:.1f}s, before its kill; stopping with {kills} kills", flush=True)
+            print(f"run finished before reaching {aim:.1f}/{plan.total:.0f}; stopping with {kills} kills", flush=True)
             break
         if after_kill:
             run_to_end(config, broken, env, log)
@@ -206,7 +300,10 @@ def main() -> None:
         weights = "run/final/model.safetensors"
         identical = weights_identical(unbroken / weights, broken / weights)
         print(f"total {time.monotonic() - started:.0f}s; work folder {work}", flush=True)
-        print(f"kills={kills} resumed={resumed} identical={'yes' if identical else 'no'}")
+        print(f"kills={kills} resumed={resumed} identical={'yes' if identical else 'no'}", flush=True)
+        if kills < args.kills:
+            raise SystemExit(f"only {kills} of {args.kills} kills landed: the run has too few progress points "
+                             f"(finished steps, iterations, checkpoints) to tell apart; ask for fewer --kills")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
