@@ -4,8 +4,6 @@ the data they describe; a cache hit whose files were deleted or damaged runs the
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
@@ -23,15 +21,39 @@ from data.checksums import json_sha256
 from tasks.result_storage import set_aside_untrusted_records
 
 RESULTS_DIRNAME = ".prefect-results"
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds the project's packages
+
+
+def code_identity(*code: str, root: Path = SOURCE_ROOT) -> str:
+    """The code a step runs, as one hash: every `.py` file of the named packages (a package: all of its files,
+    its subpackages' too) and modules (`data.shards`), each by its path relative to `root` and its bytes, in path
+    order. Editing, adding, removing or renaming one of them changes it; nothing else does (not where the source
+    lies, not __pycache__, not file times), so machines with the same source agree. Read once per process."""
+    return _code_identity(code, Path(root).resolve())
 
 
 @cache
-def step_code_hash(*modules: str) -> str:
-    """Hash of the source of the modules that implement a step: editing them invalidates its cache."""
+def _code_identity(code: tuple[str, ...], root: Path) -> str:
+    files = {path.relative_to(root).as_posix(): path for name in code for path in _source_files(name, root)}
     digest = hashlib.sha256()
-    for name in modules:
-        digest.update(inspect.getsource(importlib.import_module(name)).encode("utf-8"))
+    for relative in sorted(files):
+        digest.update(relative.encode("utf-8") + b"\0" + hashlib.sha256(files[relative].read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def _source_files(name: str, root: Path) -> list[Path]:
+    path = root.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        # Not an editor's lock or backup file (.#name.py): Python imports no name that starts with a dot.
+        return [p for p in path.rglob("*.py") if p.is_file() and not any(
+            part.startswith(".") or part == "__pycache__" for part in p.relative_to(path).parts)]
+    if path.with_suffix(".py").is_file():
+        return [path.with_suffix(".py")]
+    raise ValueError(
+        f"a step's code names {name!r}, which is neither a package ({path}/__init__.py) nor a module "
+        f"({path}.py) under {root}: name the project's packages and modules by their import names "
+        "(curriculum.training, data.shards)"
+    )
 
 
 def hash_key(*parts: Any) -> str:
@@ -39,14 +61,15 @@ def hash_key(*parts: Any) -> str:
 
 
 class ContentKey:
-    """A Prefect `cache_key_fn` hashing `identity(parameters)` with the source of `modules` (step_code_hash).
+    """A Prefect `cache_key_fn` hashing `identity(parameters)` with the code the step runs (code_identity of
+    `code`, the packages and modules it runs, read under `root`).
 
     `identity` picks what matters from the task's parameters (checksums and settings); returning
     None disables caching for that call (e.g. a web crawl that only fetching can tell apart).
     """
 
-    def __init__(self, identity: Callable[[dict[str, Any]], Any], *modules: str):
-        self.identity, self.modules = identity, modules
+    def __init__(self, identity: Callable[[dict[str, Any]], Any], *code: str, root: Path = SOURCE_ROOT):
+        self.identity, self.code, self.root = identity, code, root
 
     def __call__(self, context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
         return self.key(context.task.name, parameters)
@@ -56,11 +79,11 @@ class ContentKey:
         content = self.identity(parameters)
         if content is None:
             return None
-        return hash_key(task_name, step_code_hash(*self.modules), content)
+        return hash_key(task_name, code_identity(*self.code, root=self.root), content)
 
 
-def keyed_by(identity: Callable[[dict[str, Any]], Any], *modules: str) -> ContentKey:
-    return ContentKey(identity, *modules)
+def keyed_by(identity: Callable[[dict[str, Any]], Any], *code: str, root: Path = SOURCE_ROOT) -> ContentKey:
+    return ContentKey(identity, *code, root=root)
 
 
 def results_dir(base: str | Path) -> Path:

@@ -33,9 +33,17 @@ from data.web.config import ScrapeConfig
 from tasks.caching import keyed_by, results_dir, run_cached_in
 from tasks.ui_publish import prepare_progress
 
-FETCH_CODE = ("curriculum.prepare", "data.documents", "data.hf_reader", "data.text_files", "data.text_cleanup")
-TOKENIZE_CODE = ("data.tokenize", "data.shards")
-SHARD_CODE = ("data.split", "data.shards")
+# The code each step runs (tasks/caching.py code_identity): this module, curriculum/prepare.py (all three steps'
+# functions) and the data modules they call. Not what only reports (tasks.ui_publish), names an error (UserError)
+# or is a test's pause point (curriculum.training.faults). A custom-scrape stage's fetch is never cached (its
+# identity is None: only fetching tells whether the web changed), so the crawler (data.web, data.extract,
+# curriculum.web_batches) is in no key.
+FETCH_CODE = ("tasks.prepare", "curriculum.prepare", "curriculum.stages", "data.documents", "data.hf_reader",
+              "data.text_files", "data.text_cleanup", "data.extract.charset", "data.atomic")
+TOKENIZE_CODE = ("tasks.prepare", "curriculum.prepare", "data.tokenize", "data.shards", "data.atomic")
+SHARD_CODE = ("tasks.prepare", "curriculum.prepare", "curriculum.stages", "data.split", "data.tokenize", "data.shards",
+              "data.documents", "data.atomic", "data.checksums")
+
 # `run` (the run name) only names the progress artifacts: it is not part of any cache key.
 # Settings that change which documents a stage reads. Where the input lives (a folder given as the
 # dataset_key, files, paths) is not among them: the source's fingerprint hashes what the files hold.

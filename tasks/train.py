@@ -18,8 +18,19 @@ from model.config import ModelConfig
 from tasks.caching import keyed_by
 from tasks.ui_publish import TrainMonitor
 
-TRAIN_CODE = ("curriculum.training.trainer", "curriculum.training.batches", "curriculum.training.schedule",
-              "curriculum.training.checkpoints", "model.gpt")
+# The code the step runs (tasks/caching.py code_identity): this module (stage_data picks the shards), the whole
+# trainer and model, and what they call beyond them. Not what only reports (tasks.ui_publish), names an error
+# (ConfigError, UserError) or holds a record's fields (curriculum.prepare's ShardsRecord).
+TRAIN_CODE = (
+    "tasks.train",
+    "curriculum.training",  # the trainer, the step (stage_loop), batches, schedule, checkpoints, device, ranks
+    "model",
+    "curriculum.stages",  # a stage's components and shard names
+    "data.shards",  # the token files read
+    "data.atomic",  # checksums and atomic writes of the checkpoints
+    "data.checksums",  # the run's fingerprint
+    "data.web.urls",  # the fingerprint's redaction of stage settings
+)
 
 
 def _train_identity(parameters: dict[str, Any]) -> Any:

@@ -6,7 +6,6 @@ record whose `is_intact()` checks a real file.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,12 @@ from curriculum.prepare import DocumentsRecord
 from data.atomic import sha256_file
 from tasks.caching import (
     RESULTS_DIRNAME,
+    code_identity,
     hash_key,
     keyed_by,
     results_dir,
     run_cached,
     settle_cached,
-    step_code_hash,
     submit_cached,
     trusted_records,
 )
@@ -32,22 +31,44 @@ from tasks.caching import (
 # ---- keys -------------------------------------------------------------------------------------------------
 
 
-def write_module(folder: Path, source: str) -> str:
-    """A module of this source under a fresh name (step_code_hash remembers names for the process)."""
-    name = f"cache_probe_{uuid.uuid4().hex[:12]}"
-    (folder / f"{name}.py").write_text(source)
-    return name
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    """A package `probe` under `root` with these files (relative path -> text); returns `root`."""
+    for relative, text in {"probe/__init__.py": "", **files}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return root
 
 
-def test_the_code_hash_follows_the_source_not_the_module_name_or_file(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    one = write_module(tmp_path, "def step():\n    return 1\n")
-    same = write_module(tmp_path, "def step():\n    return 1\n")
-    edited = write_module(tmp_path, "def step():\n    return 2\n")
-    assert step_code_hash(one) == step_code_hash(same)
-    assert step_code_hash(one) != step_code_hash(edited)
-    # A step's hash covers every module it names.
-    assert step_code_hash(one, edited) not in (step_code_hash(one), step_code_hash(edited))
+STEP = {"probe/step.py": "def step():\n    return 1\n", "probe/inner/__init__.py": "",
+        "probe/inner/helper.py": "HELP = 1\n", "probe/other.py": "OTHER = 1\n"}
+
+
+def test_the_code_identity_follows_the_files_not_where_they_lie(tmp_path):
+    one = code_identity("probe", root=write_package(tmp_path / "one", STEP))
+    # Another folder (another machine's checkout), with bytecode and an editor's lock file beside the source.
+    elsewhere = write_package(tmp_path / "two", {**STEP, "probe/__pycache__/step.cpython-311.py": "x",
+                                                 "probe/.#step.py": "x"})
+    assert code_identity("probe", root=elsewhere) == one
+    edited = {"probe/step.py": "def step():\n    return 2\n"}
+    added = {"probe/inner/more.py": ""}
+    for n, change in enumerate([edited, added, {"probe/inner/helper.py": "HELP = 1\n  # a comment\n"}]):
+        assert code_identity("probe", root=write_package(tmp_path / f"changed-{n}", {**STEP, **change})) != one
+    renamed = {**{k: v for k, v in STEP.items() if k != "probe/other.py"}, "probe/others.py": "OTHER = 1\n"}
+    assert code_identity("probe", root=write_package(tmp_path / "renamed", renamed)) != one
+
+
+def test_the_code_identity_of_a_module_is_that_file_alone(tmp_path):
+    root = write_package(tmp_path / "one", STEP)
+    other_edited = write_package(tmp_path / "two", {**STEP, "probe/other.py": "OTHER = 2\n"})
+    assert code_identity("probe.step", root=root) == code_identity("probe.step", root=other_edited)
+    assert code_identity("probe.step", "probe.inner", root=root) != code_identity("probe.step", root=root)
+    assert code_identity("probe", "probe.step", root=root) == code_identity("probe", root=root)  # each file once
+
+
+def test_a_name_that_is_no_package_or_module_fails_naming_it(tmp_path):
+    root = write_package(tmp_path, STEP)
+    with pytest.raises(ValueError, match=r"'probe\.stepp', which is neither a package .* nor a module"):
+        code_identity("probe.step", "probe.stepp", root=root)
 
 
 def test_hash_key_depends_on_values_not_on_key_order():
