@@ -1,7 +1,8 @@
 """A test-only pause at a named point of training, so a test can SIGKILL the process exactly there.
 
 Set CURRICULUM_PAUSE_AT="<point>:<stage_index>:<stage_iter>" and CURRICULUM_PAUSED_FILE=<path>: when training
-reaches that point it writes the file and sleeps until killed, or until the test deletes the file (then it goes on).
+reaches that point it appends a line to the file (so a test can wait for every rank) and sleeps until killed, or
+until the test deletes the file (then it goes on).
 Points:
   step              after the optimizer step that completed iteration <stage_iter>
   checkpoint-write  inside a checkpoint write at <stage_iter>: files written, not yet renamed into place
@@ -30,7 +31,8 @@ def pause_point(point: str, stage_index: int, stage_iter: int) -> None:
     if not spec or spec != f"{point}:{stage_index}:{stage_iter}":
         return
     paused = Path(os.environ[PAUSED_FILE_ENV])
-    paused.write_text(spec)
+    with paused.open("a") as file:  # a line per process that pauses (every rank of a stage does): one write each
+        file.write(f"{spec} pid {os.getpid()}\n")
     while paused.exists():  # wait for the test's SIGKILL, or for it to delete the file
         time.sleep(0.1)
 

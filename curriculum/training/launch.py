@@ -77,16 +77,21 @@ def train_stage_launched(
     if start.finished is not None:  # nothing to train: no processes to start
         return train_stage(curriculum, stage_index, data, model_cfg, train_cfg, run_dir, listener=listener, **kwargs)
     listener = listener or TrainListener()
-    folder = Path(tempfile.mkdtemp(prefix="curriculum-ddp-"))
-    try:
-        args = WorkerArgs(curriculum=curriculum, stage_index=stage_index, data=data, model_cfg=model_cfg,
-                          train_cfg=train_cfg, run_dir=run_dir, **kwargs)
-        (folder / ARGS_FILE).write_text(args.model_dump_json())
-        run_id = f"{fingerprint_hash(start.fingerprint)[:16]}-{stage_index}"
-        with training_loop():
+    # Counted as a training loop from here to the end of the cleanup, so a flow that stops waits for all of it.
+    with training_loop():
+        reason = stop_requested()
+        if reason:  # the flow stopped before the ranks started: start none
+            raise TrainingStopped(f"stage {start.stage.name!r} stopped before its {world_size} processes started "
+                                  f"({reason}); run the same command again to resume")
+        folder = Path(tempfile.mkdtemp(prefix="curriculum-ddp-"))
+        try:
+            args = WorkerArgs(curriculum=curriculum, stage_index=stage_index, data=data, model_cfg=model_cfg,
+                              train_cfg=train_cfg, run_dir=run_dir, **kwargs)
+            (folder / ARGS_FILE).write_text(args.model_dump_json())
+            run_id = f"{fingerprint_hash(start.fingerprint)[:16]}-{stage_index}"
             _run_torchrun(torchrun_command(train_cfg, folder, run_id), folder, listener, world_size)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     finished = resolve_stage_start(curriculum, stage_index, data, model_cfg, train_cfg, run_dir, **kwargs).finished
     if finished is None:
         raise DistributedTrainingError(f"torchrun ended without error but stage {start.stage.name!r} has no end "

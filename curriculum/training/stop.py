@@ -38,6 +38,12 @@ class StopRequest:
         self._running = 0
         self._changed = threading.Condition()
 
+    @property
+    def running(self) -> int:
+        """How many training loops under this request have not ended yet."""
+        with self._changed:
+            return self._running
+
     def request(self, reason: str) -> None:
         with self._changed:
             self.reason = self.reason or reason

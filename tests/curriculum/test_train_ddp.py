@@ -24,9 +24,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def _cfgs(kit, nproc):
+def _cfgs(kit, nproc, dtype="auto"):
+    """The tiny model and settings with `nproc` processes. Tests that compare runs with different process counts
+    need float32: in bfloat16 the ranks' split of the batch changes how sums round (see the bf16 test)."""
     model = kit.TINY_MODEL.model_copy(update={"dropout": 0.0})  # dropout streams differ per rank: see README
-    train = kit.TINY_TRAIN.model_copy(update={"nproc": nproc, "threads": 1})
+    train = kit.TINY_TRAIN.model_copy(update={"nproc": nproc, "threads": 1, "dtype": dtype})
     return model, train
 
 
@@ -51,8 +53,9 @@ def _weights(run_dir):
 
 
 def test_two_processes_train_like_one(kit, shard_dir, curriculum, tmp_path):
-    model, one_cfg = _cfgs(kit, 1)
-    _, two_cfg = _cfgs(kit, 2)
+    """Float32, on any CPU: the ranks split each batch exactly as one process takes it."""
+    model, one_cfg = _cfgs(kit, 1, dtype="float32")
+    _, two_cfg = _cfgs(kit, 2, dtype="float32")
     kit.train_all_stages(curriculum, shard_dir, model, one_cfg, tmp_path / "one", expect_tokenizer=kit.EXPECT)
     recorder = kit.Recorder()
     results = train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "two", listener=recorder)
@@ -106,15 +109,16 @@ def _spec(curriculum, shard_dir, model, train_cfg, run_dir) -> dict:
 
 
 def start_paused(runner: str, spec: dict, pause_at: str, paused: Path, scratch: Path,
-                 new_session: bool = False) -> subprocess.Popen:
+                 new_session: bool = False, ranks: int = 2) -> subprocess.Popen:
     """`runner` (a script template) in a process of its own, with every rank pausing at `pause_at`; returns once
-    they pause (the launcher's folder, with the ranks' pid files, is under `scratch`)."""
+    all `ranks` of them pause (each adds its line to `paused`; the launcher's folder, with the ranks' pid files,
+    is under `scratch`)."""
     env = dict(os.environ, CURRICULUM_PAUSE_AT=pause_at, CURRICULUM_PAUSED_FILE=str(paused), TMPDIR=str(scratch))
     code = runner.format(root=str(ROOT), here=str(HERE), spec=spec)
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
     deadline = time.monotonic() + 240
-    while not paused.exists():
+    while not paused.exists() or len(paused.read_text().splitlines()) < ranks:
         if proc.poll() is not None:
             raise AssertionError(proc.communicate()[0])
         if time.monotonic() > deadline:
@@ -172,7 +176,6 @@ def test_a_killed_two_process_run_resumes_bit_identical(kit, shard_dir, curricul
     proc = start_paused(RUNNER, _spec(curriculum, shard_dir, model, two_cfg, run_dir), "step:1:5", paused, scratch,
                         new_session=True)
     try:
-        time.sleep(0.5)  # both ranks at the pause
         pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
         os.kill(proc.pid, signal.SIGKILL)  # the task's process only: torchrun and the ranks must follow it
         proc.communicate(timeout=60)  # returns once nothing holds its output open: every rank is gone
@@ -202,19 +205,26 @@ from curriculum.training.config import TrainConfig
 from curriculum.training.stop import stop_on_exit
 from model.config import ModelConfig
 spec = {spec!r}
+finished = threading.Event()
 def train():  # on a thread of its own, in a copy of the flow body's context, as a Prefect task runs
     try:
         test_train_ddp.train_launched(Curriculum.model_validate(spec["curriculum"]), spec["data_dir"],
             ModelConfig.model_validate(spec["model"]), TrainConfig.model_validate(spec["train"]), spec["run_dir"])
     except Exception as error:
         print("TRAIN TASK:", type(error).__name__, error, flush=True)
+    finally:
+        finished.set()
 try:
-    with stop_on_exit():
+    with stop_on_exit() as stop:
         task = threading.Thread(target=contextvars.copy_context().run, args=(train,))
         task.start()
-        task.join()
+        # The flow waits on its task's result, as Prefect's engine does. Not Thread.join: on Python 3.11 a
+        # Ctrl-C inside join() marks the thread as ended while it runs on (threading.py, bpo-45274), and the
+        # interpreter then exits without waiting for it.
+        finished.wait()
 except KeyboardInterrupt:
-    print("FLOW: interrupted, training thread alive:", task.is_alive(), flush=True)
+    print("FLOW: interrupted, training loops still running:", stop.running, flush=True)
+    finished.wait()
 """
 
 
@@ -226,7 +236,6 @@ def test_ctrl_c_stops_two_processes_and_their_ranks(kit, shard_dir, curriculum, 
     proc = start_paused(STOPPED_RUNNER, _spec(curriculum, shard_dir, model, two_cfg, run_dir), "step:1:4", paused,
                         scratch, new_session=True)
     try:
-        time.sleep(0.5)  # both ranks at the pause
         pids = [int(p.read_text()) for p in scratch.glob("curriculum-ddp-*/pid-rank*")]
         os.kill(proc.pid, signal.SIGINT)  # the flow's process only, as a scheduler signals a job
         out, _ = proc.communicate(timeout=60)
@@ -234,11 +243,51 @@ def test_ctrl_c_stops_two_processes_and_their_ranks(kit, shard_dir, curriculum, 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert "TRAIN TASK: TrainingStopped training with 2 processes stopped (SIGINT)" in out, out
-    assert "FLOW: interrupted, training thread alive: False" in out, out
+    assert "FLOW: interrupted, training loops still running: 0" in out, out
     assert len(pids) == 2
     time.sleep(1)
     assert not [pid for pid in pids if _alive(pid)], "a rank outlived the stop"
     assert (run_dir / "checkpoints" / "01-books" / "iter-0000003").is_dir() and not (run_dir / "final").exists()
+
+
+def test_a_stop_before_the_ranks_start_starts_none(kit, shard_dir, curriculum, tmp_path, monkeypatch):
+    """A flow stopped between its stages: the next stage's launcher raises TrainingStopped and starts no torchrun."""
+    from curriculum.training.stop import TrainingStopped, stop_on_exit
+
+    model, two_cfg = _cfgs(kit, 2)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the launcher would make its folder
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with pytest.raises(KeyboardInterrupt), stop_on_exit() as stop:
+        stop.request("SIGINT")
+        with pytest.raises(TrainingStopped, match=r"stage 'warmup' stopped before its 2 processes started \(SIGINT\)"):
+            train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "run")
+        assert stop.running == 0
+        raise KeyboardInterrupt
+    assert not list(scratch.iterdir()), "a launcher folder was made: torchrun was about to start"
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_two_processes_in_bfloat16_train_like_one_within_bf16_rounding(kit, shard_dir, curriculum, tmp_path):
+    """bfloat16 autocast (emulated on a CPU without native bf16, so this runs everywhere): 1 and 2 processes agree
+    on every loss to within what bf16 rounding explains. bf16 keeps 8 significant bits (a rounding moves a value
+    by up to u = 2**-8 relative); with two ranks each half batch's matmuls and the all-reduced gradient round at
+    other places than the whole batch's, and over 22 steps the differences compound. Measured: 1.4e-4 relative at
+    most (this machine, AVX-512 BF16), 1.2e-3 on the machine that filed issue 19 (10.0089 vs 10.0214). Allowed:
+    4u = 2**-6 (1.6 %), thirteen times the worst seen. The weights are not compared: in bf16 they drift by up to
+    1e-2 absolute between the two runs while the losses agree."""
+    model, one_cfg = _cfgs(kit, 1, dtype="bfloat16")
+    _, two_cfg = _cfgs(kit, 2, dtype="bfloat16")
+    kit.train_all_stages(curriculum, shard_dir, model, one_cfg, tmp_path / "one", expect_tokenizer=kit.EXPECT)
+    train_launched(curriculum, shard_dir, model, two_cfg, tmp_path / "two")
+    runtime = [json.loads(line) for line in (tmp_path / "two" / "runtime.jsonl").read_text().splitlines()]
+    assert {r["dtype"] for r in runtime} == {"bfloat16"}
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [(r["stage"], r["stage_iter"]) for r in two] == [(r["stage"], r["stage_iter"]) for r in one]
+    for a, b in zip(one, two, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=2**-6), (key, a, b)
 
 
 def _free_port() -> int:
@@ -250,8 +299,8 @@ def _free_port() -> int:
 
 
 def test_two_nodes_meeting_on_loopback_train_like_one_process(kit, shard_dir, curriculum, tmp_path):
-    """Two launchers with nnodes=2, as two machines would run them, sharing the run folder."""
-    model, one_cfg = _cfgs(kit, 1)
+    """Two launchers with nnodes=2, as two machines would run them, sharing the run folder (float32: a parity test)."""
+    model, one_cfg = _cfgs(kit, 1, dtype="float32")
     kit.train_all_stages(curriculum, shard_dir, model, one_cfg, tmp_path / "one", expect_tokenizer=kit.EXPECT)
     endpoint = f"127.0.0.1:{_free_port()}"
     run_dir = tmp_path / "two-nodes"
