@@ -3,6 +3,7 @@ bit-identical to an uninterrupted run; finished stages are not trained again."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -23,11 +24,18 @@ def _rows(run_dir):
     return [{k: v for k, v in row.items() if k not in VOLATILE} for row in read_metrics(run_dir)]
 
 
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def precision(request, kit):
+    """Exact resume holds in both precisions, so both run on every CPU (bfloat16 is emulated where the CPU has no
+    native bf16; `dtype: auto` picks one of them by the CPU, and this test should not depend on which)."""
+    return kit.TINY_TRAIN.model_copy(update={"dtype": request.param})
+
+
 @pytest.fixture(scope="module")
-def reference(kit, tmp_path_factory, shard_dir, curriculum):
+def reference(kit, tmp_path_factory, shard_dir, curriculum, precision):
     """An uninterrupted run in a subprocess, like the interrupted ones."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN)
+    kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, precision)
     return run_dir
 
 
@@ -45,11 +53,11 @@ KILLS = [
 ]
 
 
-def test_killed_run_resumes_to_bit_identical_weights(kit, reference, shard_dir, curriculum, tmp_path):
+def test_killed_run_resumes_to_bit_identical_weights(kit, reference, precision, shard_dir, curriculum, tmp_path):
     run_dir, paused = tmp_path / "run", tmp_path / "paused"
     expected_next = None
     for pause_at, says_next in KILLS:
-        proc = kit.spawn_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN,
+        proc = kit.spawn_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, precision,
                                   pause_at=pause_at, paused_file=paused)
         out = kit.kill_when_paused(proc, paused)
         paused.unlink()
@@ -58,8 +66,10 @@ def test_killed_run_resumes_to_bit_identical_weights(kit, reference, shard_dir, 
         expected_next = says_next
         assert not (run_dir / "final").exists()
 
-    out = kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, kit.TINY_TRAIN)
+    out = kit.run_training(run_dir, shard_dir, curriculum, kit.TINY_MODEL, precision)
     assert expected_next in out and "stage 'warmup' is finished already" in out
+    runtime = [json.loads(line) for line in (run_dir / "runtime.jsonl").read_text().splitlines()]
+    assert {row["dtype"] for row in runtime} == {precision.dtype}
     assert _final_weights(run_dir) == _final_weights(reference)
     end = "checkpoints/01-books/end/optimizer.safetensors"
     assert (run_dir / end).read_bytes() == (reference / end).read_bytes()
