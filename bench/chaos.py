@@ -304,6 +304,9 @@ def main() -> None:
         if kills < args.kills:
             raise SystemExit(f"only {kills} of {args.kills} kills landed: the run has too few progress points "
                              f"(finished steps, iterations, checkpoints) to tell apart; ask for fewer --kills")
+        if not identical:
+            raise SystemExit(f"the resumed run's final weights differ from the unbroken run's ({weights}): exact "
+                             f"resume is broken; rerun with --keep and compare the two run folders in {work}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
