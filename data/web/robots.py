@@ -168,7 +168,7 @@ def normalise(path: str) -> str:
             out.append(chr(byte) if chr(byte) in _UNRESERVED else f"%{byte:02X}")
             i += 3
             continue
-        out.append(ch if ch in _PLAIN else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass")))
+        out.append(ch if ch in _PLAIN else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape")))
         i += 1
     return "".join(out)
 
@@ -245,12 +245,19 @@ def _delay_seconds(key: str, value: str) -> float | None:
     return seconds if seconds >= 0 and seconds == seconds else None
 
 
+def robots_text(body: bytes) -> str:
+    """A robots.txt body as text for `RobotsRules.from_text`: UTF-8, with any byte that is not UTF-8 (a Latin-1 `é`)
+    kept as itself (surrogateescape), so a rule's pattern escapes to the byte the file holds (`%E9`), as the
+    reference parser's does, and not to a replacement character that no URL matches."""
+    return body.decode("utf-8", errors="surrogateescape")
+
+
 def _reference_records(text: str) -> Iterator[tuple[str, bytes]]:
     """(key, value) of each line the reference parser accepts, key one of `_REFERENCE_KEYS` or "other".
 
     Works on the UTF-8 bytes, as the reference does: its line limit and its escapes count bytes.
     """
-    data = text.removeprefix("\ufeff").encode("utf-8", "surrogatepass")
+    data = text.removeprefix("\ufeff").encode("utf-8", "surrogateescape")
     for line in re.split(rb"\r\n|\r|\n", data):
         line = line[:_REFERENCE_LINE_BYTES].split(b"#", 1)[0].strip(_ASCII_SPACE)
         key, colon, value = line.partition(b":")

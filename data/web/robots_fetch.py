@@ -16,7 +16,7 @@ import httpx
 from data.web.config import ScrapeConfig
 from data.web.decode import BoundedDecoder, DecodeError
 from data.web.politeness import HostGate, backoff_seconds
-from data.web.robots import MAX_ROBOTS_BYTES, RobotsRules
+from data.web.robots import MAX_ROBOTS_BYTES, RobotsRules, robots_text
 from data.web.transport import AddressNotAllowed, describe_error
 from data.web.urls import join_redirect, origin_of
 
@@ -142,7 +142,7 @@ class Origins:
                     body += decoder.feed(chunk, MAX_ROBOTS_BYTES - len(body))
                     if len(body) >= MAX_ROBOTS_BYTES:
                         break  # the rules that matter are at the top; cut, do not refuse
-                return "rules", bytes(body[:MAX_ROBOTS_BYTES]).decode("utf-8", errors="replace")
+                return "rules", robots_text(bytes(body[:MAX_ROBOTS_BYTES]))
         except AddressNotAllowed as error:
             return "refused", str(error)
         except httpx.TransportError as error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from data.web.robots import RobotsRules, path_as_written
+from data.web.robots import RobotsRules, path_as_written, robots_text
 
 SITE = "http://foo.bar"
 LINE_LIMIT = 2083 * 8 - 1  # bytes of a line the reference reads; the rest of the line is dropped
@@ -202,3 +202,12 @@ def test_a_colon_less_allow_does_not_widen_the_rules():
 )
 def test_path_as_written(url: str, path: str):
     assert path_as_written(url) == path
+
+
+def test_a_latin1_rule_disallows_the_byte_it_holds():
+    """A robots.txt saved in Latin-1: `é` is the byte E9, which the reference escapes to %E9. Decoded with
+    replacement characters it became %EF%BF%BD, and the URL the file forbids was fetched."""
+    text = robots_text(b"User-agent: *\nDisallow: /caf\xe9\n")
+    assert not allowed(text, "/caf%E9")
+    assert not allowed(text, "/caf%e9/menu")
+    assert allowed(text, "/cafe")
