@@ -13,6 +13,7 @@ from curriculum.config import ConfigError, load_run_config, parse_override, pars
 from curriculum.presets import PRESETS
 from curriculum.training.stop import INTERRUPTED
 from data.errors import UserError
+from flows.temporary_server import use_temporary_server
 
 EPILOG = """
 examples:
@@ -91,6 +92,7 @@ def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
+    use_temporary_server()
     exit_code, _ = run_flow(flow, **parameters)
     return exit_code
 

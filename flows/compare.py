@@ -58,6 +58,7 @@ from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
 from flows.cli import run_flow  # noqa: E402
 from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
+from flows.temporary_server import use_temporary_server  # noqa: E402
 from tasks.compare import train_arm  # noqa: E402
 from tasks.ui_artifacts import artifact_key, image_markdown, publish_markdown  # noqa: E402
 
@@ -230,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
+    use_temporary_server()
     exit_code, report = run_flow(
         compare, type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals, versus_config_path=args.versus,

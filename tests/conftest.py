@@ -7,9 +7,12 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import leftover_children, stop_prefect_temporary_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")).resolve()
@@ -46,6 +49,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "prefect_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+# Seconds a process still ending at the end of the session (a server stopping) gets before it counts as left behind.
+LEFTOVER_GRACE_S = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """At the end of the session, no process the tests started is still running: any that is left is killed and
+    named in an error. Autouse and session-scoped, it is set up before the session's other fixtures, so it tears
+    down after them (the shared Prefect server, served runs, ... have stopped theirs)."""
+    yield
+    stop_prefect_temporary_server()
+    left = leftover_children(LEFTOVER_GRACE_S)
+    if left:
+        pytest.fail(f"{len(left)} process(es) the tests started were still running at the end of the session "
+                    "(now killed):\n" + "\n".join(left), pytrace=False)
 
 
 @pytest.fixture(scope="session")

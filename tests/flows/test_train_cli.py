@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.pause import kill_group, pause_env, wait_until_paused
+from tests.support.processes import still_running
 
 # Each test runs flows/curriculum.py as a process that trains, with Prefect's temporary server.
 pytestmark = pytest.mark.slow
@@ -115,7 +118,6 @@ def test_killed_run_resumes_to_identical_weights(setup, reference):
     # Killed mid-stage: after iteration 3 of the books stage, one past its checkpoint at 2.
     env = {**setup["env"], **pause_env(paused, "step", stage_index=1, stage_iter=3)}
     with open(log, "wb") as output:
-        # Its own process group: the kill takes the run's temporary Prefect server too.
         process = subprocess.Popen(command(setup, out), env=env, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     wait_until_paused(process, paused, log=lambda: log.read_text(errors="replace"))
@@ -126,6 +128,35 @@ def test_killed_run_resumes_to_identical_weights(setup, reference):
     assert "[Stage 1/2] warmup: finished earlier (cached)" in output
     assert "Starting from: resuming at iteration" in output
     assert sha256(out / "final" / "model.safetensors") == final
+
+
+def test_a_killed_run_leaves_no_process_behind_and_the_rerun_resumes(setup):
+    """SIGKILL of the run's process alone (`kill -9 <pid>`, the OOM killer), not of its group: what it started dies
+    with it, its temporary Prefect server included (flows/temporary_server.py; before, the server ran on)."""
+    out = setup["base"] / "sigkilled"
+    paused, log = setup["base"] / "sigkilled.paused", setup["base"] / "sigkilled.log"
+    env = {**setup["env"], **pause_env(paused, "step", stage_index=0, stage_iter=3)}
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command(setup, out), env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    started: list[psutil.Process] = []
+    try:
+        wait_until_paused(process, paused, log=lambda: log.read_text(errors="replace"))
+        started = psutil.Process(process.pid).children(recursive=True)
+        commands = {p.pid: " ".join(p.cmdline()) for p in started}
+        assert any("prefect.server.api.server:create_app" in c for c in commands.values()), commands
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        alive = still_running(started, grace_s=5)
+        assert not alive, {p.pid: commands[p.pid] for p in alive}
+    finally:
+        for child in started:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        if process.poll() is None:
+            kill_group(process)
+    output = run(setup, out)
+    assert "Starting from: resuming at iteration" in output
 
 
 def test_changed_settings_on_resume_are_refused_then_restart_moves_the_folder_aside(setup, reference):
@@ -212,7 +243,7 @@ def test_a_signal_stops_training_at_its_next_step_with_a_checkpoint_and_the_reru
                                    start_new_session=True)
     try:
         wait_until_paused(process, paused, log=lambda: log.read_text(errors="replace"))
-        process.send_signal(signum)  # the flow's process; its temporary Prefect server goes on
+        process.send_signal(signum)  # the flow's process; its temporary Prefect server goes on until it exits
         # The flow's main thread is interrupted while training waits at iteration 4; then iteration 5 trains, and
         # the loop sees the request.
         deadline = time.monotonic() + 60
