@@ -92,7 +92,11 @@ def main(flow: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
-    use_temporary_server()
+    try:
+        use_temporary_server()
+    except UserError as error:  # ServerStartError
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     exit_code, _ = run_flow(flow, **parameters)
     return exit_code
 

@@ -25,9 +25,18 @@ from prefect.context import refresh_global_settings_context
 from prefect.settings import get_current_settings
 
 from curriculum.training.distributed_worker import die_with_parent
+from data.errors import UserError
 
 STOP_TIMEOUT_S = 5.0  # then SIGKILL, as Prefect stops its own
 START_ATTEMPTS = 3  # another process may take the free port before the server binds it
+# Seconds the server gets to answer unless PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS says otherwise: Prefect's
+# own 20 s is too short on a loaded 2-core machine (its migrations and imports took longer beside a training run).
+STARTUP_TIMEOUT_S = 120.0
+TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+class ServerStartError(UserError, RuntimeError):
+    """The temporary Prefect server did not come up; the message says how to give it longer or use another."""
 
 
 @dataclass
@@ -59,7 +68,9 @@ def use_temporary_server() -> str | None:
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return None
-    server = start_temporary_server(timeout=settings.server.ephemeral.startup_timeout_seconds)
+    timeout = (settings.server.ephemeral.startup_timeout_seconds if os.environ.get(TIMEOUT_VARIABLE)
+               else STARTUP_TIMEOUT_S)
+    server = start_temporary_server(timeout=timeout)
     # Prefect's log and event workers drain when the interpreter shuts its threads down, before atexit handlers run:
     # the run's last logs reach the server before it stops.
     atexit.register(server.stop)
@@ -82,13 +93,13 @@ def start_temporary_server(timeout: float) -> TemporaryServer:
         code = server.process.returncode
         if code is None:
             server.stop()
-            raise RuntimeError(
-                f"the temporary Prefect server on 127.0.0.1:{port} did not answer within {timeout:.0f}s; raise "
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one (`prefect server start`) and set "
+            raise ServerStartError(
+                f"the temporary Prefect server on 127.0.0.1:{port} did not answer within {timeout:.0f}s (a loaded "
+                f"machine?); give it longer ({TIMEOUT_VARIABLE}=300), or start one (`prefect server start`) and set "
                 "PREFECT_API_URL=http://127.0.0.1:4200/api"
             )
         if attempt == START_ATTEMPTS:
-            raise RuntimeError(
+            raise ServerStartError(
                 f"the temporary Prefect server exited with status {code} before answering ({START_ATTEMPTS} tries, "
                 "its errors are above); start one (`prefect server start`) and set "
                 "PREFECT_API_URL=http://127.0.0.1:4200/api"

@@ -73,3 +73,19 @@ def test_the_server_is_stopped_at_a_normal_exit():
     process.stdin.close()
     assert process.wait(timeout=60) == 0
     assert not still_running(children, grace_s=0)  # stopped before the process ended
+
+
+@pytest.mark.slow
+def test_a_server_too_slow_to_answer_ends_the_command_with_a_message_naming_the_setting(tmp_path):
+    """The CLI's own default wait is 120 s (Prefect's 20 s was too short on a loaded machine); a wait set in the
+    environment wins, and a server that does not answer in it ends the command with a message, exit 1."""
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1", "PREFECT_HOME": str(tmp_path)}
+    env.pop("PREFECT_API_URL", None)
+    result = subprocess.run(
+        [sys.executable, "flows/curriculum.py", "--type", "simple", "--set", "model.preset=tiny"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "did not answer within 1s" in result.stderr
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300" in result.stderr
+    assert "Traceback" not in result.stderr
