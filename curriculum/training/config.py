@@ -35,11 +35,12 @@ class TrainConfig(BaseModel):
     learning_rate: PositiveFloat = Field(6e-4, description="Peak learning rate.")
     min_lr: float = Field(6e-5, ge=0, description="Learning rate at the end of the cosine decay.")
     warmup_iters: NonNegativeInt = Field(20, description="Linear warmup iterations of each schedule.")
-    lr_schedule: Literal["per-stage", "global", "wsd"] = Field(
+    lr_schedule: Literal["per-stage", "global", "wsd", "constant"] = Field(
         "per-stage",
-        description="'per-stage': warmup and cosine restart at each stage; "
-        "'global': one warmup + cosine over the whole curriculum; 'wsd': warmup, stable at learning_rate, then a "
-        "linear decay to min_lr over the last decay_fraction of the whole curriculum.",
+        description="'per-stage': warmup and cosine restart at each stage, in its iterations; 'global': one warmup + "
+        "cosine over the whole curriculum; 'wsd': warmup, stable at learning_rate, then a linear decay to min_lr over "
+        "the last decay_fraction of the whole curriculum; 'constant': warmup, then learning_rate to the end. The "
+        "three that span the curriculum are placed by tokens trained, not iterations.",
     )
     decay_fraction: float = Field(
         0.2, gt=0, le=1, description="'wsd' schedule: the share of the curriculum's iterations spent decaying."
@@ -48,6 +49,12 @@ class TrainConfig(BaseModel):
     beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
     beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0 disables.")
+    ema: float | None = Field(
+        None, gt=0, lt=1,
+        description="Decay of an exponential moving average of the weights, updated after every optimizer step "
+        "and evaluated beside them (val_loss_ema); it starts at the initial weights, so pick a horizon "
+        "1/(1-ema) well below the run's iterations (e.g. 0.99 or 0.999). None: no average.",
+    )
     max_iters: PositiveInt | None = Field(
         None, description="Cap on optimizer steps per stage (smoke runs); None trains every epoch."
     )

@@ -1,4 +1,5 @@
-"""How long each stage trains and at which learning rate: iteration counts from token counts, warmup + cosine."""
+"""How long each stage trains and at which learning rate: iteration counts from token counts; warmup + cosine per
+stage, or one schedule over the whole curriculum placed by tokens trained."""
 
 from __future__ import annotations
 
@@ -112,8 +113,8 @@ def check_lr_transitions(curriculum: Curriculum, cfg: TrainConfig) -> None:
         if stage.lr is not None:
             raise ScheduleError(
                 f"stage {stage.name!r} sets lr={stage.lr!r}, which steers a schedule over the whole curriculum: "
-                "set train.lr_schedule to 'global' or 'wsd' (--set train.lr_schedule=wsd), or remove the stage's "
-                "lr (with 'per-stage' every stage warms up and decays on its own already)"
+                "set train.lr_schedule to 'global', 'wsd' or 'constant' (--set train.lr_schedule=wsd), or remove the "
+                "stage's lr (with 'per-stage' every stage warms up and decays on its own already)"
             )
 
 
@@ -175,7 +176,7 @@ def plan_curriculum(
     """One plan per stage; `train_tokens` maps every stage name (a mixed stage: each of its components' names,
     CurriculumStage.components) to its train token count. With `upto` and the per-stage LR schedule, only stages
     0..upto: a stage can then train before later stages are prepared (a schedule over the whole curriculum,
-    'global' or 'wsd', needs every stage's length)."""
+    'global', 'wsd' or 'constant', needs every stage's length)."""
     stages = curriculum.stages if upto is None or cfg.lr_schedule != "per-stage" else curriculum.stages[: upto + 1]
     missing = [c.name for stage in stages for c in stage.components() if c.name not in train_tokens]
     if missing:
@@ -201,29 +202,76 @@ def cosine_lr(it: int, total_iters: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
-def wsd_decay_iters(total_iters: int, cfg: TrainConfig) -> int:
-    return max(1, round(cfg.decay_fraction * total_iters))
+def wsd_decay_units(total: int, cfg: TrainConfig) -> int:
+    """'wsd': how much of `total` decays (iterations, or units of a TokenAxis)."""
+    return max(1, round(cfg.decay_fraction * total))
 
 
-def wsd_lr(it: int, total_iters: int, cfg: TrainConfig) -> float:
-    """Warmup-stable-decay: the same linear warmup, then learning_rate until the last wsd_decay_iters iterations,
-    which decay linearly to min_lr (reached by the last iteration, total_iters - 1)."""
-    if it < cfg.warmup_iters:
-        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
-    decay = wsd_decay_iters(total_iters, cfg)
-    first = total_iters - decay
-    if it < first:
+@dataclass(frozen=True)
+class TokenAxis:
+    """Where one stage lies on the token axis of a schedule over the whole curriculum ('global', 'wsd',
+    'constant'): every position is counted in `unit` tokens, the greatest common divisor of all stages' tokens
+    per iteration, so each is a whole number, and when every stage trains the same tokens per iteration a unit is
+    one iteration and the schedule's arithmetic is the iteration-placed one of before, bit for bit."""
+
+    unit: int  # tokens
+    total: int  # T: every stage's tokens
+    warmup: int  # W: warmup_iters iterations of the first stage
+    first_step: int  # the first stage's tokens per iteration
+    start: int  # the tokens of the stages before this one
+    step: int  # this stage's tokens per iteration
+
+    @classmethod
+    def of(cls, plans: list[StagePlan], stage_index: int, cfg: TrainConfig) -> TokenAxis:
+        unit = math.gcd(*(plan.tokens_per_iter for plan in plans))
+        return cls(
+            unit=unit,
+            total=sum(plan.tokens_trained for plan in plans) // unit,
+            warmup=cfg.warmup_iters * plans[0].tokens_per_iter // unit,
+            first_step=plans[0].tokens_per_iter // unit,
+            start=sum(plan.tokens_trained for plan in plans[:stage_index]) // unit,
+            step=plans[stage_index].tokens_per_iter // unit,
+        )
+
+    def tokens(self, units: int) -> int:
+        return units * self.unit
+
+
+def curriculum_lr(t: int, axis: TokenAxis, cfg: TrainConfig) -> float:
+    """The LR of the step that trains tokens [t, t + axis.step) of the curriculum (in axis units) under a schedule
+    that spans it:
+
+        warmup    t < W: learning_rate * (t + step) / (W + first_step), capped at learning_rate: nanoGPT's
+                  (it + 1) / (warmup_iters + 1) in tokens, so the first step does not train at 0
+        global    cosine from learning_rate at W to min_lr at T, placed at the step's first token
+        wsd       learning_rate until the last D = round(decay_fraction * T) tokens, then linear to min_lr,
+                  placed at the step's last token (so the last step trains at min_lr)
+        constant  learning_rate to the end
+    """
+    step, warmup = axis.step, axis.warmup
+    if t < warmup:
+        return cfg.learning_rate * min(t + step, warmup + axis.first_step) / (warmup + axis.first_step)
+    if cfg.lr_schedule == "constant":
         return cfg.learning_rate
-    if it >= total_iters:
+    if t >= axis.total:
         return cfg.min_lr
-    return cfg.learning_rate + (cfg.min_lr - cfg.learning_rate) * (it - first + 1) / decay
+    if cfg.lr_schedule == "wsd":
+        decay = wsd_decay_units(axis.total, cfg)
+        first = axis.total - decay
+        if t + step <= first:
+            return cfg.learning_rate
+        return cfg.learning_rate + (cfg.min_lr - cfg.learning_rate) * (t - first + step) / decay
+    ratio = (t - warmup) / max(axis.total - warmup, 1)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
+    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
 @dataclass(frozen=True)
 class StageSchedule:
-    """The learning rate at each iteration of one stage: a whole schedule of its own ('per-stage'), or its
-    part of one schedule over every stage ('global', 'wsd': offset by the iterations of earlier stages),
-    shaped at this stage by its `lr` transition:
+    """The learning rate at each iteration of one stage: a whole schedule of its own ('per-stage': warmup and
+    cosine over the stage's iterations, which all train the same tokens), or its part of one schedule over every
+    stage ('global', 'wsd', 'constant': placed by tokens on `axis`, curriculum_lr), shaped at this stage by its
+    `lr` transition, in the stage's own iterations:
 
         continue  the schedule's value
         rewarm    the first warmup_iters iterations rise linearly from min_lr to the schedule's value:
@@ -232,49 +280,52 @@ class StageSchedule:
                   start + (min_lr - start) * i / (stage_iters - 1)
     """
 
-    offset: int
-    total_iters: int
     cfg: TrainConfig
-    stage_iters: int = 0
+    stage_iters: int
+    axis: TokenAxis | None = None  # None: 'per-stage'
     transition: str = "continue"
 
-    def base(self, it: int) -> float:
-        if self.cfg.lr_schedule == "wsd":
-            return wsd_lr(it, self.total_iters, self.cfg)
-        return cosine_lr(it, self.total_iters, self.cfg)
+    def base(self, stage_iter: int) -> float:
+        if self.axis is None:
+            return cosine_lr(stage_iter, self.stage_iters, self.cfg)
+        return curriculum_lr(self.axis.start + stage_iter * self.axis.step, self.axis, self.cfg)
 
     def lr(self, stage_iter: int) -> float:
         cfg = self.cfg
         if self.transition == "anneal":
-            start = self.base(self.offset)
+            start = self.base(0)
             return start + (cfg.min_lr - start) * min(stage_iter, self.stage_iters - 1) / max(self.stage_iters - 1, 1)
-        value = self.base(self.offset + stage_iter)
+        value = self.base(stage_iter)
         if self.transition == "rewarm" and stage_iter < cfg.warmup_iters:
             return cfg.min_lr + (value - cfg.min_lr) * (stage_iter + 1) / (cfg.warmup_iters + 1)
         return value
 
     def describe(self) -> str:
-        cfg = self.cfg
-        span = f"{self.total_iters:,} iterations"
-        if cfg.lr_schedule != "per-stage":
-            span += f" of the whole curriculum, this stage from iteration {self.offset:,}"
+        cfg, axis = self.cfg, self.axis
+        if axis is None:
+            return (f"{cfg.lr_schedule} (warmup {cfg.warmup_iters}, cosine {cfg.learning_rate:g} -> {cfg.min_lr:g} "
+                    f"over {self.stage_iters:,} iterations)")
+        span = (f"{axis.tokens(axis.total):,} tokens of the whole curriculum, this stage from token "
+                f"{axis.tokens(axis.start):,}")
+        warmup = f"warmup {cfg.warmup_iters} ({axis.tokens(axis.warmup):,} tokens)"
         if cfg.lr_schedule == "wsd":
-            decay = wsd_decay_iters(self.total_iters, cfg)
-            shape = (f"warmup {cfg.warmup_iters}, stable {cfg.learning_rate:g}, linear decay to {cfg.min_lr:g} over "
-                     f"the last {decay:,} of {span}")
+            decay = axis.tokens(wsd_decay_units(axis.total, cfg))
+            shape = (f"{warmup}, stable {cfg.learning_rate:g}, linear decay to {cfg.min_lr:g} over the last "
+                     f"{decay:,} of {span}")
+        elif cfg.lr_schedule == "constant":
+            shape = f"{warmup}, then {cfg.learning_rate:g} over {span}"
         else:
-            shape = f"warmup {cfg.warmup_iters}, cosine {cfg.learning_rate:g} -> {cfg.min_lr:g} over {span}"
+            shape = f"{warmup}, cosine {cfg.learning_rate:g} -> {cfg.min_lr:g} over {span}"
         transition = {"rewarm": f"; rewarm over {cfg.warmup_iters} iterations",
                       "anneal": f"; anneal to {cfg.min_lr:g} over this stage"}.get(self.transition, "")
-        return f"{cfg.lr_schedule} ({shape}){transition}"
+        return f"{cfg.lr_schedule} (placed by tokens: {shape}){transition}"
 
 
 def stage_schedule(plans: list[StagePlan], stage_index: int, cfg: TrainConfig,
                    transition: str | None = None) -> StageSchedule:
-    """`transition`: the stage's `lr` (None: continue)."""
+    """`transition`: the stage's `lr` (None: continue). A schedule over the curriculum needs every stage's plan."""
     stage_iters = plans[stage_index].total_iters
     if cfg.lr_schedule != "per-stage":
-        offset = sum(plan.total_iters for plan in plans[:stage_index])
-        return StageSchedule(offset=offset, total_iters=sum(plan.total_iters for plan in plans), cfg=cfg,
-                             stage_iters=stage_iters, transition=transition or "continue")
-    return StageSchedule(offset=0, total_iters=stage_iters, cfg=cfg, stage_iters=stage_iters)
+        return StageSchedule(cfg=cfg, stage_iters=stage_iters, axis=TokenAxis.of(plans, stage_index, cfg),
+                             transition=transition or "continue")
+    return StageSchedule(cfg=cfg, stage_iters=stage_iters)

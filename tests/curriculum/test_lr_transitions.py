@@ -17,7 +17,8 @@ def lrs_by_iteration(run_dir) -> dict[int, float]:
 
 @pytest.mark.slow  # trains a whole run, evaluating at every iteration
 def test_wsd_with_a_rewarmed_second_stage_follows_its_formulas(kit, shard_dir, curriculum, tmp_path):
-    # warmup 10 iterations + books 12 = 22; the last half (11) decays; books rewarms over warmup_iters=3.
+    # warmup: 10 iterations of 4 x 16 = 64 tokens; books: 12 of 4 x 32 = 128 tokens; 2,176 tokens in all. The
+    # schedule is placed by tokens: the last half (1,088 tokens) decays; books rewarms over warmup_iters=3.
     train = kit.TINY_TRAIN.model_copy(update={"lr_schedule": "wsd", "decay_fraction": 0.5, "eval_interval": 1,
                                              "eval_iters": 1, "checkpoint_interval": 100})
     books = curriculum.stages[1].model_copy(update={"lr": "rewarm"})
@@ -25,13 +26,18 @@ def test_wsd_with_a_rewarmed_second_stage_follows_its_formulas(kit, shard_dir, c
     kit.train_in_process(tmp_path / "run", shard_dir, rewarmed, train=train)
     lr = lrs_by_iteration(tmp_path / "run")
     peak, floor, warmup = train.learning_rate, train.min_lr, train.warmup_iters
+    total, decay = 10 * 64 + 12 * 128, 1088
 
-    def wsd(it: int) -> float:  # it: 0-based iteration of the whole curriculum
-        if it < warmup:
-            return peak * (it + 1) / (warmup + 1)
-        if it < 22 - 11:
+    def tokens_before(it: int) -> tuple[int, int]:  # it: 0-based iteration of the whole curriculum -> (t, step)
+        return (64 * it, 64) if it < 10 else (640 + 128 * (it - 10), 128)
+
+    def wsd(it: int) -> float:
+        t, step = tokens_before(it)
+        if t < warmup * 64:
+            return peak * (t + step) / (warmup * 64 + 64)
+        if t + step <= total - decay:
             return peak
-        return peak + (floor - peak) * (it - 11 + 1) / 11
+        return peak + (floor - peak) * (t - (total - decay) + step) / decay
 
     assert sorted(lr) == list(range(1, 23))
     assert lr[1] == pytest.approx(peak / 4) and lr[3] == pytest.approx(peak * 3 / 4)  # warmup
@@ -40,7 +46,8 @@ def test_wsd_with_a_rewarmed_second_stage_follows_its_formulas(kit, shard_dir, c
         assert lr[11 + i] == pytest.approx(floor + (wsd(10 + i) - floor) * (i + 1) / 4)
     for it in range(13, 22):
         assert lr[it + 1] == pytest.approx(wsd(it))
-    assert lr[14] == pytest.approx(peak + (floor - peak) * 3 / 11)  # the decay, past the rewarm
+    # Books' 4th step (iteration 13) trains tokens 1,024..1,152: 64 of them past the decay's start at 1,088.
+    assert lr[14] == pytest.approx(peak + (floor - peak) * 64 / 1088)
     assert lr[22] == pytest.approx(floor)  # the last iteration trains at min_lr
 
 
@@ -83,7 +90,7 @@ def test_schedules_span_the_stages_they_say(kit):
     plans = [plan(0, 30), plan(1, 70)]
     cfg = kit.TINY_TRAIN.model_copy(update={"lr_schedule": "wsd", "decay_fraction": 0.2})
     second = stage_schedule(plans, 1, cfg, "anneal")
-    assert "linear decay to 0.0003 over the last 20 of 100 iterations" in second.describe()
+    assert "linear decay to 0.0003 over the last 1,280 of 6,400 tokens of the whole curriculum" in second.describe()
     assert "anneal to 0.0003 over this stage" in second.describe()
     assert second.lr(0) == pytest.approx(cfg.learning_rate) and second.lr(69) == pytest.approx(cfg.min_lr)
     plain = stage_schedule(plans, 1, cfg)

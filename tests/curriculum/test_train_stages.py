@@ -4,6 +4,7 @@ stages as configured, each epoch reads every window once, and the run folder hol
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -56,7 +57,16 @@ def test_per_stage_schedule_restarts_and_global_schedule_spans_the_curriculum(ki
     global_cfg = cfg.model_copy(update={"lr_schedule": "global"})
     _, rec = kit.train_in_process(tmp_path / "run", shard_dir, curriculum, train=global_cfg)
     lrs = [s.lr for s in rec.steps]
-    assert lrs == [cosine_lr(i, 22, global_cfg) for i in range(22)]
+    # One cosine over the curriculum's 2,176 tokens (10 steps of 64, then 12 of 128), placed by tokens trained.
+    def global_lr(i: int) -> float:
+        t, step = (64 * i, 64) if i < 10 else (640 + 128 * (i - 10), 128)
+        warmup = cfg.warmup_iters * 64
+        if t < warmup:
+            return cfg.learning_rate * (t + step) / (warmup + 64)
+        coeff = 0.5 * (1 + math.cos(math.pi * (t - warmup) / (2176 - warmup)))
+        return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
+
+    assert lrs == pytest.approx([global_lr(i) for i in range(22)], rel=1e-12)
     assert lrs[10] < lrs[9]  # no second warmup: the decay goes on
     assert lrs[-1] == pytest.approx(cfg.min_lr, rel=0.2) and lrs[-1] >= cfg.min_lr
 
