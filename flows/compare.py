@@ -3,6 +3,7 @@ over several seeds, side by side, then one report: final target loss, compute to
 
     python flows/compare.py --type simple --seeds 3 --arms curriculum,flat,mixed,lengths --match flops
     python flows/compare.py --config mix-a.yaml --versus mix-b.yaml --arms curriculum,flat   # two curricula
+    python flows/compare.py --type simple --schedules per-stage,wsd,constant   # every arm under every schedule
 
 Served as the deployments `compare/simple` and `compare/default` (deployments/serve.py).
 """
@@ -43,19 +44,35 @@ from curriculum.compare.arms import (  # noqa: E402
     check_versus,
     needs_mixed_shard,
     parse_arms,
+    parse_schedules,
     plan_arms,
     run_folder,
     seed_of,
+    with_schedule,
 )
 from curriculum.compare.mixed import mixed_record  # noqa: E402
-from curriculum.compare.plot import COMPARE_PLOT_FILE, render_compare_plot, save_compare_plot  # noqa: E402
-from curriculum.compare.report import build_report, curve, report_markdown, speedup_line, versus_line  # noqa: E402
+from curriculum.compare.plot import (  # noqa: E402
+    COMPARE_PLOT_FILE,
+    render_compare_plot,
+    render_schedules_plot,
+    save_compare_plot,
+)
+from curriculum.compare.report import (  # noqa: E402
+    build_report,
+    curve,
+    ranking,
+    report_markdown,
+    schedules_markdown,
+    speedup_line,
+    versus_line,
+)
 from curriculum.config import ConfigError, RunConfig, load_run_config, parse_override  # noqa: E402
 from curriculum.presets import PRESETS  # noqa: E402
 from curriculum.training.run_dir import read_metrics  # noqa: E402
 from curriculum.training.stop import stop_on_exit  # noqa: E402
 from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
+from data.errors import UserError  # noqa: E402
 from flows.cli import run_flow  # noqa: E402
 from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
 from flows.temporary_server import use_temporary_server  # noqa: E402
@@ -90,6 +107,8 @@ def compare(
     out_dir: str | None = None,
     evals: int = EVAL_POINTS,
     versus_config_path: str | None = None,
+    schedules: str | None = None,
+    judge: Literal["raw", "ema"] = "raw",
 ) -> dict[str, Any]:
     """Train the curriculum and its control arms at matched compute over several seeds, and report which pays.
 
@@ -105,6 +124,10 @@ def compare(
         versus_config_path: A second YAML curriculum trained as the arm "versus" (other mixtures, LR transitions):
             same model and seeds, its own stages and train settings, matched in compute, judged on the first's
             target. The overrides apply to it too.
+        schedules: Comma-separated LR schedules (per-stage, global, wsd, constant): every arm and seed trains under
+            each, flat under a schedule the baseline of every arm under it; run folders <schedule>/<arm>-seed<k>.
+            None: the curriculum's own train.lr_schedule alone (run folders <arm>-seed<k>).
+        judge: Judge the arms on the raw weights ("raw") or on their moving average ("ema", needs train.ema).
     """
     if seeds < 1:
         raise ConfigError(f"seeds={seeds}: give at least 1 (3 or more for a mean ± std worth reading)")
@@ -127,6 +150,8 @@ def compare(
             confine_paths(versus, roots)
     resolve_model_config(config.curriculum, config.model)
     check_comparable(config)  # before anything is prepared
+    schedule_list = parse_schedules(schedules, config, versus)
+    check_judge(judge, config)
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
     # Leaving on an exception (Ctrl-C, SIGTERM, a failed arm): every arm in training checkpoints at its next step
     # and stops before the folder is released; a rerun resumes them.
@@ -139,37 +164,62 @@ def compare(
                  if needs_mixed_shard(config, arm_names) else None)
         plans = plan_arms(config, shards, arm_names, match, mixed, evals, versus=versus, versus_shards=versus_shards)
         ks = list(range(1, seeds + 1))
+        # Compute is matched once: a schedule changes how an arm's steps are weighted, not how many it takes.
+        names: list[str | None] = list(schedule_list) if schedule_list else [None]
+        by_schedule = {name: [with_schedule(plan, name) if name else plan for plan in plans] for name in names}
         atomic_write_text(compare_dir / PLAN_FILE, json.dumps(
-            {"match": match, "seeds": [seed_of(config.train, k) for k in ks],
-             "arms": [p.model_dump(mode="json") for p in plans]}, indent=2) + "\n")
+            {"match": match, "seeds": [seed_of(config.train, k) for k in ks], "schedules": schedule_list,
+             "judge": judge, "arms": [p.model_dump(mode="json") for p in plans]}, indent=2) + "\n")
         for plan in plans:
             print(f"arm {plan.arm}{f' ({plan.label})' if plan.label else ''}: " + "; ".join(
                 f"{s.stage.name} ({s.data}, block {s.stage.block_size}, {s.iters:,} iterations)" for s in plan.stages)
                 + f" = {plan.tokens:,} tokens, {plan.flops:.3g} FLOPs")
-        # Every arm and seed at once: the task runner's workers train them side by side, each measured on the
-        # curriculum arm's val sets.
-        futures = {(plan.arm, k): train_arm.submit(plan, k, seed_of(config.train, k), plans[0],
-                                                   run_folder(compare_dir, plan.arm, k))
-                   for plan in plans for k in ks}
-        for future in futures.values():
+        # Every schedule, arm and seed at once: the task runner's workers train them side by side, each measured
+        # on the curriculum arm's val sets.
+        futures = [train_arm.submit(plan, k, seed_of(config.train, k), arms_of[0],
+                                    run_folder(compare_dir, plan.arm, k, name))
+                   for name, arms_of in by_schedule.items() for plan in arms_of for k in ks]
+        for future in futures:
             future.wait()
-        for future in futures.values():
+        for future in futures:
             future.result()  # the first failure, if any, ends the flow (the others have finished)
         target = config.stages[-1].name
-        curves = {plan.arm: [curve(plan, read_metrics(run_folder(compare_dir, plan.arm, k)), target) for k in ks]
-                  for plan in plans}
-        report = build_report(plans, curves, target, match, [seed_of(config.train, k) for k in ks])
+        seeds_used = [seed_of(config.train, k) for k in ks]
         shown = [*arm_names, *([f"{VERSUS} {versus.name}"] if versus is not None else [])]
         title = f"compare {config.name}: {', '.join(shown)} at matched {match}, {seeds} seed(s)"
-        png = render_compare_plot(plans, curves, target, title)
+        curves_of: dict[str | None, dict[str, list[list[dict[str, Any]]]]] = {}
+        reports: dict[str | None, dict[str, Any]] = {}
+        for name, arms_of in by_schedule.items():
+            curves_of[name] = {plan.arm: [curve(plan, read_metrics(run_folder(compare_dir, plan.arm, k, name)),
+                                                target, judge) for k in ks] for plan in arms_of}
+            reports[name] = build_report(arms_of, curves_of[name], target, match, seeds_used)
+        if schedule_list is None:
+            report = {**reports[None], "judge": judge}
+            png = render_compare_plot(plans, curves_of[None], target, title)
+        else:
+            title += f", schedules {', '.join(schedule_list)}"
+            # The first schedule's numbers at the top level, as a comparison of one schedule has them.
+            named = {name: reports[name] for name in schedule_list}
+            report = {**named[schedule_list[0]], "judge": judge, "schedule": schedule_list[0],
+                      "schedules": named, "ranking": ranking(named)}
+            png = render_schedules_plot({name: (by_schedule[name], curves_of[name]) for name in schedule_list},
+                                        target, title)
         save_compare_plot(png, compare_dir / COMPARE_PLOT_FILE)
         atomic_write_text(compare_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
-    markdown = report_markdown(report, title)
+    markdown = schedules_markdown(report, title) if "schedules" in report else report_markdown(report, title)
     publish_markdown(artifact_key(config.name, "compare"), markdown + "\n" + image_markdown(png, title),
                      description=f"compare {config.name}: the arms at matched {match}")
     print(markdown)
     print(f"report: {compare_dir / REPORT_FILE}, plot: {compare_dir / COMPARE_PLOT_FILE}")
     return report
+
+
+def check_judge(judge: str, config: RunConfig) -> None:
+    if judge not in ("raw", "ema"):
+        raise ConfigError(f"--judge {judge!r}: choose raw (the trained weights) or ema (their moving average)")
+    if judge == "ema" and config.train.ema is None:
+        raise ConfigError("--judge ema: the runs keep no moving average of their weights (train.ema is not set); "
+                          "set its decay, e.g. --set train.ema=0.99, or judge the raw weights (--judge raw)")
 
 
 def load_versus(config: RunConfig, path: str, overrides: dict[str, Any]) -> RunConfig:
@@ -201,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a second curriculum trained as the arm 'versus' (other mixtures or LR transitions): "
                         "same model and seeds, its own stages and train settings, matched in compute, judged on "
                         "the first's target; --set applies to it too")
+    parser.add_argument("--schedules", metavar="S1,S2",
+                        help="train every arm and seed under each of these LR schedules (per-stage, global, wsd, "
+                        "constant), flat under each the baseline of the arms under it; default: the curriculum's "
+                        "own train.lr_schedule alone")
+    parser.add_argument("--judge", default="raw", choices=("raw", "ema"),
+                        help="judge the arms on their raw weights (default) or on their moving average (ema: needs "
+                        "--set train.ema=0.99 or another decay)")
     parser.add_argument("--evals", type=int, default=EVAL_POINTS,
                         help=f"evaluations per run, spread evenly, plus one at each stage end (default {EVAL_POINTS})")
     parser.add_argument("--data-dir", metavar="DIR", help="where shards and data caches go (default: out/data/<name>)")
@@ -220,8 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["data.data_dir"] = args.data_dir
         config = load_run_config(type=args.type, config_path=args.config, overrides=overrides)  # mistakes first
         check_comparable(config)
-        if args.versus:
-            load_versus(config, args.versus, overrides)
+        versus = load_versus(config, args.versus, overrides) if args.versus else None
+        parse_schedules(args.schedules, config, versus)
+        check_judge(args.judge, config)
         parse_arms(args.arms)
         check_match(args.match)
         if args.seeds < 1:
@@ -231,16 +289,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
-    use_temporary_server()
+    try:
+        use_temporary_server()
+    except UserError as error:  # ServerStartError
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     exit_code, report = run_flow(
         compare, type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals, versus_config_path=args.versus,
+        schedules=args.schedules, judge=args.judge,
     )
     if exit_code:
         return exit_code
     if VERSUS in report["arms"]:
         print(versus_line(report), flush=True)
-    print(speedup_line(report), flush=True)  # the last line
+    for name, sub in report.get("schedules", {}).items():
+        print(speedup_line(sub, schedule=name), flush=True)
+    print(speedup_line(report), flush=True)  # the last line: the first schedule's
     return 0
 
 

@@ -8,6 +8,9 @@
                 weighted by the tokens the curriculum trains on it
     lengths     the last stage's data with the curriculum's block-size schedule, each stage the same share of
                 compute as the curriculum's stage of that block size: isolates sequence-length warmup
+    reversed    the curriculum's stages in reverse order, each with its own data, block size, batch size and
+                share of compute: the anti-curriculum, the control that separates "this order helps" from "this
+                data helps" (Elgaar & Amiri, arXiv 2601.21698)
     versus      a second curriculum (`--versus FILE.yaml`: other mixtures, LR transitions, ...) with its own
                 train settings and the same model and seeds, each of its stages its own share of the compute
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -37,7 +40,7 @@ from model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-ARMS = ("curriculum", "flat", "mixed", "lengths")
+ARMS = ("curriculum", "flat", "mixed", "lengths", "reversed")
 VERSUS = "versus"  # the arm of a second curriculum: not among ARMS, a --versus file adds it
 Match = Literal["tokens", "flops"]
 MIXED_SHARD = "train_mixed.bin"
@@ -126,6 +129,37 @@ def parse_arms(text: str | list[str]) -> list[str]:
             "--versus FILE.yaml adds a second curriculum as the arm 'versus')"
         )
     return ["curriculum", *dict.fromkeys(n for n in names if n != "curriculum")]
+
+
+def schedule_names() -> tuple[str, ...]:
+    """The LR schedules train.lr_schedule allows."""
+    return get_args(TrainConfig.model_fields["lr_schedule"].annotation)
+
+
+def parse_schedules(text: str | None, config: RunConfig, versus: RunConfig | None = None) -> list[str] | None:
+    """`per-stage,wsd` -> checked schedule names in the order given (None: the curriculum's own schedule alone).
+    A stage `lr` transition steers a schedule over the whole curriculum: 'per-stage' cannot train it."""
+    if text is None:
+        return None
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    allowed = schedule_names()
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ConfigError(f"--schedules {text!r}: unknown schedule(s) {unknown or '(none given)'}; choose from "
+                          f"{','.join(allowed)}")
+    if "per-stage" in names:
+        steered = [s.name for run in (config, versus) if run is not None for s in run.stages if s.lr is not None]
+        if steered:
+            raise ConfigError(
+                f"--schedules {text}: stage(s) {steered} set an lr transition, which 'per-stage' cannot train (it "
+                "warms up and decays every stage anyway); drop per-stage from --schedules or remove the stages' lr"
+            )
+    return names
+
+
+def with_schedule(plan: ArmPlan, schedule: str) -> ArmPlan:
+    """The arm trained under another LR schedule: same stages and compute."""
+    return plan.model_copy(update={"train": plan.train.model_copy(update={"lr_schedule": schedule})})
 
 
 def check_match(match: str) -> Match:
@@ -288,6 +322,9 @@ def plan_arms(
                 for i, s in enumerate(curriculum.stages)
             ]
             result.append(matched(arm, parts, targets))
+        elif arm == "reversed":
+            parts = [(stage, stage.name, mine) for stage, mine in zip(curriculum.stages, records, strict=True)]
+            result.append(matched(arm, parts[::-1], targets[::-1]))
     if versus is not None:
         if versus_shards is None:
             raise ValueError("plan_arms: the versus arm needs its shard records (versus_shards)")
@@ -337,5 +374,7 @@ def seed_of(train: TrainConfig, k: int) -> int:
     return train.seed + k - 1
 
 
-def run_folder(compare_dir: Path, arm: str, k: int) -> Path:
-    return Path(compare_dir) / f"{arm}-seed{k}"
+def run_folder(compare_dir: Path, arm: str, k: int, schedule: str | None = None) -> Path:
+    """`<arm>-seed<k>`, under `<schedule>/` in a comparison of several schedules (--schedules)."""
+    base = Path(compare_dir) / schedule if schedule else Path(compare_dir)
+    return base / f"{arm}-seed{k}"

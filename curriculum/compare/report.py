@@ -16,20 +16,22 @@ from typing import Any
 
 from curriculum.compare.arms import VERSUS, ArmPlan, Match
 from curriculum.compare.flops import FORMULA
+from curriculum.compare.stats import FRACTIONS, ONE_SEED, paired
 
 NOT_REACHED = "not reached"
 
 
-def curve(plan: ArmPlan, rows: Sequence[Mapping[str, Any]], target: str) -> list[dict[str, Any]]:
+def curve(plan: ArmPlan, rows: Sequence[Mapping[str, Any]], target: str, judge: str = "raw") -> list[dict[str, Any]]:
     """One point per evaluation of one run, in training order: tokens and FLOPs trained so far, the loss on every
-    eval set (`losses`) and on the target."""
+    eval set (`losses`) and on the target; `judge` "ema" reads the EMA weights' losses (`evals_ema`)."""
+    key = "evals_ema" if judge == "ema" else "evals"
     before_tokens, before_flops = [0], [0.0]
     for stage in plan.stages:
         before_tokens.append(before_tokens[-1] + stage.tokens)
         before_flops.append(before_flops[-1] + stage.flops)
     latest: dict[tuple[int, int], Mapping[str, Any]] = {}
     for row in rows:
-        if "evals" in row:
+        if key in row:
             latest[(int(row["stage_index"]), int(row["stage_iter"]))] = row  # a resumed session's repeat wins
     points = []
     for (index, it), row in sorted(latest.items()):
@@ -38,7 +40,7 @@ def curve(plan: ArmPlan, rows: Sequence[Mapping[str, Any]], target: str) -> list
         points.append({
             "stage": row["stage"], "stage_index": index, "stage_iter": it, "stage_end": bool(row.get("stage_end")),
             "tokens": tokens, "flops": before_flops[index] + it * stage.tokens_per_iter * stage.flops_per_token,
-            "losses": dict(row["evals"]), "target": float(row["evals"][target]),
+            "losses": dict(row[key]), "target": float(row[key][target]),
         })
     return points
 
@@ -87,6 +89,8 @@ def build_report(
             entry["curriculum"] = plan.label
         if flat_levels is not None:
             entry["reach_flat_final"] = _reach(runs, curves["flat"], "flat", axis, seeds)
+            ratios = [r["ratio_to_flat"] for r in entry["reach_flat_final"]["per_seed"]]
+            entry["paired_vs_flat"] = paired(runs, curves["flat"], ratios, axis)
         if plan.arm == VERSUS:
             entry["reach_curriculum_final"] = _reach(runs, curves["curriculum"], "curriculum", axis, seeds)
         arms[plan.arm] = entry
@@ -122,16 +126,22 @@ def _reach(runs: Sequence[Sequence[Mapping[str, Any]]], reference: Sequence[Sequ
     }
 
 
-def speedup_line(report: Mapping[str, Any], arm: str = "curriculum") -> str:
-    """The CLI's last line: the arm's speed-up against flat (flat's compute / the arm's, to flat's final target
-    loss), mean ± std over seeds."""
-    entry = report["arms"].get(arm, {}).get("reach_flat_final")
+def speedup_line(report: Mapping[str, Any], arm: str = "curriculum", schedule: str | None = None) -> str:
+    """The CLI's speed-up line: the arm's speed-up against flat under the same schedule (flat's compute / the
+    arm's, to flat's final target loss), mean ± the half-width of its 95% t interval over seeds, then the seeds,
+    the wins and the verdict; `schedule` names the schedule in the key (`speedup_vs_flat[wsd]=...`)."""
+    key = f"speedup_vs_flat[{schedule}]" if schedule else "speedup_vs_flat"
+    entry = report["arms"].get(arm, {}).get("paired_vs_flat")
     if entry is None:
-        return "speedup_vs_flat=not measured (no flat arm)"
-    speedup = entry["speedup_vs_flat"]
-    if speedup == NOT_REACHED:
-        return f"speedup_vs_flat={NOT_REACHED}"
-    return f"speedup_vs_flat={speedup['mean']:.3f}±{speedup['std']:.3f}"
+        return f"{key}=not measured (no flat arm)"
+    wins = f"{entry['wins']}/{entry['seeds']} wins"
+    if entry["verdict"] == NOT_REACHED:
+        return f"{key}={NOT_REACHED} ({wins} on the final target loss)"
+    speedup = entry["speedup"]
+    if entry["verdict"] == ONE_SEED:
+        return f"{key}={speedup['mean']:.3f} ({ONE_SEED}, {wins})"
+    return (f"{key}={speedup['mean']:.3f}±{speedup['half_width']:.3f} (95% t interval, {speedup['n']} seeds, "
+            f"{wins}: {entry['verdict']})")
 
 
 def versus_line(report: Mapping[str, Any]) -> str:
@@ -172,6 +182,39 @@ def _pm(stats: Any, digits: int = 3) -> str:
     return f"{_fmt(stats['mean'], digits)} ± {_fmt(stats['std'], digits)}"
 
 
+def _interval(stats: Mapping[str, Any], digits: int = 3) -> str:
+    """`mean [low, high]` of a t_interval; the mean alone for one seed; "-" for none."""
+    if stats.get("mean") is None:
+        return "-"
+    if stats.get("low") is None:
+        return _fmt(stats["mean"], digits)
+    return f"{_fmt(stats['mean'], digits)} [{_fmt(stats['low'], digits)}, {_fmt(stats['high'], digits)}]"
+
+
+def ranking(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every (arm, schedule) pair of a comparison, best mean final target loss first."""
+    pairs = [{"arm": arm, "schedule": schedule, "final_target_loss": entry["final_target_loss"]["mean"],
+              "std": entry["final_target_loss"]["std"]}
+             for schedule, report in reports.items() for arm, entry in report["arms"].items()]
+    return sorted(pairs, key=lambda pair: pair["final_target_loss"])
+
+
+def schedules_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = "") -> str:
+    """A comparison over several LR schedules: the ranking of every (arm, schedule) pair, then each schedule's
+    report (report_markdown), flat under that schedule its baseline."""
+    lines = [f"# {title}", "", "Every (arm, schedule) pair on the mean final target loss (± std over seeds):", "",
+             "| rank | arm | schedule | final target loss |", "| ---: | --- | --- | ---: |"]
+    for rank, pair in enumerate(report["ranking"], 1):
+        lines.append(f"| {rank} | {pair['arm']} | {pair['schedule']} | {_fmt(pair['final_target_loss'])} ± "
+                     f"{_fmt(pair['std'])} |")
+    for schedule, sub in report["schedules"].items():
+        body = report_markdown(sub, f"lr_schedule {schedule}").replace("# lr_schedule", "## lr_schedule", 1)
+        lines += ["", body.rstrip()]
+    if plot_markdown:
+        lines += ["", plot_markdown]
+    return "\n".join(lines) + "\n"
+
+
 def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = "") -> str:
     """The report as markdown: the arms table, each stage's val loss at the end, the formula and the plot."""
     axis = report["axis"]
@@ -200,6 +243,20 @@ def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = 
             f"{per_seed if reach else '-'} | {_pm(reach['ratio_to_flat']) if reach else '-'} | "
             f"{_pm(reach['speedup_vs_flat']) if reach else '-'} |"
         )
+    pairs = {arm: entry["paired_vs_flat"] for arm, entry in report["arms"].items()
+             if "paired_vs_flat" in entry and arm != "flat"}
+    if pairs:
+        lines += ["", "Paired against flat, seed by seed (95% Student t intervals over seeds; a speed-up whose "
+                  "interval contains 1 is *no difference*): the speed-up to flat's final target loss, the seeds "
+                  "whose final target loss is below flat's, and the target loss / flat's at the same compute at "
+                  "each share of the run (below 1: ahead of flat there).", "",
+                  "| arm | speed-up vs flat | verdict | wins | " + " | ".join(
+                      f"loss / flat's at {round(f * 100)}%" for f in FRACTIONS) + " |",
+                  "| --- | ---: | --- | ---: |" + " ---: |" * len(FRACTIONS)]
+        for arm, pair in pairs.items():
+            at = [_interval(pair["loss_ratio_at"][f"{round(f * 100)}%"]) for f in FRACTIONS]
+            lines.append(f"| {_arm_name(arm, report['arms'][arm])} | {_interval(pair['speedup'])} | {pair['verdict']} "
+                         f"| {pair['wins']}/{pair['seeds']} | " + " | ".join(at) + " |")
     versus = report["arms"].get(VERSUS)
     if versus is not None:
         reach = versus["reach_curriculum_final"]

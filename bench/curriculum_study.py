@@ -1,0 +1,129 @@
+"""Does the curriculum pay? The study behind the README's "Measured here": each bench/studies/<name>.yaml is one
+comparison (flows/compare.py) of its curriculum's arms under several LR schedules over several seeds, run here as
+a user would run it, then summarised.
+
+    python bench/curriculum_study.py                          # every study in bench/studies, one after the other
+    python bench/curriculum_study.py stories-books            # one study
+    python bench/curriculum_study.py stories-books --dry-run  # the command it would run, nothing trained
+
+A study file has two sections: `study` (the compare options: arms, schedules, seeds, evals, match) and `run` (a
+run config, as `flows/compare.py --config` takes it; `${SHARED}` stands for the shared data folder, --shared).
+Each study trains into out/study/<name>/compare/ (its own comparison folder, report.json, compare.png) from shards
+prepared once into out/study/data/. A study stopped part-way (Ctrl-C, a kill, the machine going away) continues
+where it stopped when run again: finished runs come from their end checkpoints. The log of each comparison is
+out/study/<name>/compare.log; the summary (the compare report's markdown and the time it took) summary.md.
+
+Run it in the background at a low priority when the machine does other work: `nice -n 10 python bench/...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from curriculum.compare.report import report_markdown  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "bench" / "studies"
+STUDY_KEYS = {"arms", "schedules", "seeds", "evals", "match", "judge"}
+
+
+def load_study(path: Path, shared: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the study's compare options, its run config) from a study file, ${SHARED} replaced by `shared`."""
+    text = string.Template(path.read_text(encoding="utf-8")).substitute(SHARED=str(shared))
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or set(data) != {"study", "run"}:
+        raise SystemExit(f"{path}: a study file has exactly two sections, `study` and `run`; it has "
+                         f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    unknown = set(data["study"]) - STUDY_KEYS
+    if unknown:
+        raise SystemExit(f"{path}: unknown study option(s) {sorted(unknown)}; allowed: {sorted(STUDY_KEYS)}")
+    return data["study"], data["run"]
+
+
+def compare_command(study: dict[str, Any], config: Path, out_dir: Path, data_dir: Path) -> list[str]:
+    command = [sys.executable, str(ROOT / "flows" / "compare.py"), "--config", str(config),
+               "--out-dir", str(out_dir), "--data-dir", str(data_dir)]
+    for key in ("arms", "schedules", "seeds", "evals", "match", "judge"):
+        if key in study:
+            command += [f"--{key}", str(study[key])]
+    return command
+
+
+def run_study(name: str, shared: Path, out: Path, dry_run: bool) -> int:
+    study, run = load_study(STUDIES / f"{name}.yaml", shared)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "config.yaml"
+    tmp = config.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(run, sort_keys=False), encoding="utf-8")
+    tmp.replace(config)
+    command = compare_command(study, config, folder / "compare", out / "data")
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", str(shared / "tiktoken")),
+           "CURRICULUM_HUB_MIRROR": os.environ.get("CURRICULUM_HUB_MIRROR", str(shared / "hub")),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    print(f"study {name}: " + " ".join(command), flush=True)
+    if dry_run:
+        return 0
+    start = time.monotonic()
+    with open(folder / "compare.log", "a", encoding="utf-8") as log:
+        log.write(f"\n# {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, bufsize=1)
+        assert process.stdout is not None
+        last: list[str] = []
+        for line in process.stdout:
+            log.write(line)
+            if line.startswith(("speedup_vs_flat", "versus_speedup", "arm ", "error:")):
+                print(f"  {line.rstrip()}", flush=True)
+            last = (last + [line])[-40:]
+        code = process.wait()
+    minutes = (time.monotonic() - start) / 60
+    if code:
+        print(f"study {name}: compare exited with {code} after {minutes:.1f} min; the end of its log "
+              f"({folder / 'compare.log'}):\n" + "".join(last), flush=True)
+        return code
+    report = json.loads((folder / "compare" / "report.json").read_text(encoding="utf-8"))
+    summary = [f"# study {name}", "", f"Command: `{' '.join(command)}`", "",
+               f"Time of this invocation: {minutes:.1f} min (runs finished by an earlier one are not counted)", "",
+               report_markdown(report, f"study {name}")]
+    summary.append(f"Plot: {folder / 'compare' / 'compare.png'}; seeds {report.get('seeds')}")
+    (folder / "summary.md").write_text("\n".join(summary) + "\n", encoding="utf-8")
+    print(f"study {name}: done in {minutes:.1f} min; summary {folder / 'summary.md'}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/curriculum_study.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("studies", nargs="*", help=f"study names (default: every file in {STUDIES.relative_to(ROOT)})")
+    parser.add_argument("--shared", type=Path,
+                        default=Path(os.environ.get("CURRICULUM_SHARED", ROOT.parent / "shared")),
+                        help="the shared data folder (corpora/, hub/, tiktoken/); default $CURRICULUM_SHARED or "
+                        "../shared")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "study", help="where studies train (out/study)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    args = parser.parse_args(argv)
+    names = args.studies or sorted(p.stem for p in STUDIES.glob("*.yaml"))
+    missing = [n for n in names if not (STUDIES / f"{n}.yaml").is_file()]
+    if missing:
+        parser.error(f"no study {missing}; choose from {sorted(p.stem for p in STUDIES.glob('*.yaml'))}")
+    for name in names:
+        code = run_study(name, args.shared.resolve(), args.out.resolve(), args.dry_run)
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
