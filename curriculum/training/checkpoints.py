@@ -7,6 +7,8 @@ Each folder holds
     model.safetensors       the weights (the pretrained-folder layout of model/pretrained.py, with config.json)
     config.json             model shape, vocabulary and tokenizer
     optimizer.safetensors   AdamW moments and step per parameter, and the RNG states, as plain tensors
+    ema.safetensors         only with train.ema: the average of the weights, under the tensor names of
+                            model.safetensors (load_weights loads it into a model like the weights)
     state.json              counters (curriculum_stage_idx, epoch, iter_num, stage_iter), data position,
                             fingerprint, shards, loss bookkeeping and, for `end`, the stage's result
     manifest.json           SHA-256 of each file above; written last. Its own SHA-256 is the checkpoint's
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from curriculum.training.faults import pause_point
@@ -50,7 +53,8 @@ MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 _ITER_DIR = re.compile(r"^iter-(\d+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# Every file of a checkpoint folder but the manifest, which lists exactly these.
+EMA_FILE = "ema.safetensors"  # the weight average (train.ema), only in checkpoints of runs that keep one
+# Every file of a checkpoint folder but the manifest, which lists exactly these (and EMA_FILE with train.ema).
 CHECKPOINT_FILES = (WEIGHTS_FILE, OPTIMIZER_AND_RNG_FILE, CONFIG_FILE, STATE_FILE)
 
 
@@ -116,9 +120,11 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     card: dict[str, Any],
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Checkpoint:
-    """Write a checkpoint folder at `path` atomically and return it. An existing folder at `path` (one that
-    resume skipped as damaged or stale) is moved aside to `<name>.replaced-<time>`, not deleted."""
+    """Write a checkpoint folder at `path` atomically and return it; `ema`: the weight average by parameter name
+    (WeightAverage.state), written to ema.safetensors. An existing folder at `path` (one that resume skipped as
+    damaged or stale) is moved aside to `<name>.replaced-<time>`, not deleted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(path)
     tmp = tmp_path_for(path)
@@ -129,8 +135,10 @@ def save_checkpoint(
         _write_json(tmp / CONFIG_FILE, card)
         state = {"format_version": FORMAT_VERSION, **state}
         _write_json(tmp / STATE_FILE, state)
+        if ema is not None:
+            save_file(_ema_file_tensors(model, ema, tmp / WEIGHTS_FILE), str(tmp / EMA_FILE))
         files = {}
-        for name in CHECKPOINT_FILES:
+        for name in CHECKPOINT_FILES + ((EMA_FILE,) if ema is not None else ()):
             fsync_file(tmp / name)
             files[name] = sha256_file(tmp / name)
         pause_point("checkpoint-write", state["curriculum_stage_idx"], state["stage_iter"])
@@ -200,10 +208,10 @@ def _manifest_files(path: Path, blob: bytes) -> dict[str, str]:
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is damaged (no table of files)")
-    if sorted(files) != sorted(CHECKPOINT_FILES):
+    if sorted(files) not in (sorted(CHECKPOINT_FILES), sorted((*CHECKPOINT_FILES, EMA_FILE))):
         raise CheckpointError(
             f"checkpoint {path}: {MANIFEST_FILE} lists {sorted(files)}; a checkpoint has exactly "
-            f"{sorted(CHECKPOINT_FILES)}"
+            f"{sorted(CHECKPOINT_FILES)}, and {EMA_FILE} with train.ema"
         )
     bad = [name for name, sha in files.items() if not (isinstance(sha, str) and _SHA256.match(sha))]
     if bad:
@@ -216,6 +224,41 @@ def load_checkpoint(checkpoint: Checkpoint, model: GPT, optimizer: torch.optim.O
     load_weights(model, checkpoint.path / WEIGHTS_FILE)
     if optimizer is not None:
         load_optimizer(model, optimizer, load_file(str(checkpoint.path / OPTIMIZER_AND_RNG_FILE)))
+
+
+def _ema_file_tensors(model: GPT, ema: dict[str, torch.Tensor], weights_file: Path) -> dict[str, torch.Tensor]:
+    """The average under the tensor names the weights file beside it uses (save_model keeps one name of the
+    tied embedding/head matrix), so whatever loads model.safetensors loads ema.safetensors the same way."""
+    canonical = {id(p): name for name, p in model.named_parameters()}
+    aliases = dict(model.named_parameters(remove_duplicate=False))
+    with safe_open(str(weights_file), framework="pt") as weights:
+        kept = [name for name in weights.keys() if name in aliases]
+    return {name: ema[canonical[id(aliases[name])]].detach().cpu().contiguous() for name in kept}
+
+
+def load_ema(checkpoint: Checkpoint, model: GPT) -> dict[str, torch.Tensor]:
+    """The weight average stored in the checkpoint, by parameter name of `model` (WeightAverage's start);
+    CheckpointError if the checkpoint has none or it does not fit the model."""
+    if EMA_FILE not in checkpoint.files:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} has no {EMA_FILE}, but this run keeps a weight average (train.ema): it "
+            "was written without one, so the average cannot continue from it. Delete that checkpoint folder to "
+            "resume from an older one, or start over with --restart"
+        )
+    tensors = load_file(str(checkpoint.path / EMA_FILE))
+    aliases = dict(model.named_parameters(remove_duplicate=False))
+    canonical = {id(p): name for name, p in model.named_parameters()}
+    average = {canonical[id(aliases[name])]: value for name, value in tensors.items() if name in aliases}
+    missing = [name for name in canonical.values() if name not in average]
+    unexpected = [name for name in tensors if name not in aliases]
+    misshapen = [name for name, p in model.named_parameters() if name in average and average[name].shape != p.shape]
+    if missing or unexpected or misshapen:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path}: {EMA_FILE} does not fit the model (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, other shape {misshapen[:3]}); delete that checkpoint folder to resume from an "
+            "older one, or start over with --restart"
+        )
+    return average
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:
@@ -294,16 +337,17 @@ def remove_stale_tmp_dirs(folder: Path) -> None:
 
 
 def copy_pretrained(checkpoint: Checkpoint, folder: Path) -> None:
-    """Copy a checkpoint's weights and config.json to `folder` (e.g. final/), atomically as a whole."""
-    if (folder / WEIGHTS_FILE).is_file() and sha256_file(folder / WEIGHTS_FILE) == checkpoint.weights_sha256:
-        if (folder / CONFIG_FILE).is_file() and sha256_file(folder / CONFIG_FILE) == checkpoint.files[CONFIG_FILE]:
-            return
+    """Copy a checkpoint's weights, config.json and (with train.ema) ema.safetensors to `folder` (e.g. final/),
+    atomically as a whole."""
+    names = (WEIGHTS_FILE, CONFIG_FILE) + ((EMA_FILE,) if EMA_FILE in checkpoint.files else ())
+    if all((folder / name).is_file() and sha256_file(folder / name) == checkpoint.files[name] for name in names):
+        return
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(folder)
     tmp = tmp_path_for(folder)
     try:
         tmp.mkdir()
-        for name in (WEIGHTS_FILE, CONFIG_FILE):
+        for name in names:
             shutil.copyfile(checkpoint.path / name, tmp / name)
             fsync_file(tmp / name)
         fsync_dir(tmp)

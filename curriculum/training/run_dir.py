@@ -76,6 +76,8 @@ def _unused_later_train_fields(train_cfg: TrainConfig) -> set[str]:
     """Training settings added after run folders existed, left out while they change nothing (unset, or for
     another schedule): older folders still resume."""
     unused = set() if train_cfg.tokens_per_step is not None else {"tokens_per_step"}
+    if train_cfg.ema is None:
+        unused.add("ema")
     return unused if train_cfg.lr_schedule == "wsd" else unused | {"decay_fraction"}
 
 

@@ -23,6 +23,7 @@ from curriculum.training.checkpoints import (
     END,
     Checkpoint,
     load_checkpoint,
+    load_ema,
     prune_in_stage,
     read_checkpoint,
     restore_rng,
@@ -31,6 +32,7 @@ from curriculum.training.checkpoints import (
 )
 from curriculum.training.config import TrainConfig
 from curriculum.training.device import Runtime
+from curriculum.training.ema import WeightAverage
 from curriculum.training.faults import nan_loss_at, pause_point
 from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
 from curriculum.training.schedule import StagePlan, StageSchedule
@@ -74,6 +76,7 @@ class StageRun:
     model: GPT = field(init=False)
     optimizer: torch.optim.Optimizer = field(init=False)
     scaler: torch.amp.GradScaler = field(init=False)
+    ema: WeightAverage | None = field(init=False)  # with train.ema: the average of the weights
     iter_base: int = field(init=False)  # iterations of the run before this stage
     progress: dict[str, Any] = field(init=False)  # loss sums since the last eval, stage seconds: checkpointed
     last_good: Path | None = field(init=False)  # the newest checkpoint of finite weights this session knows
@@ -108,6 +111,7 @@ class StageRun:
             if checkpoint.state["scaler"]:
                 self.scaler.load_state_dict(checkpoint.state["scaler"])
             resume.warn_if_runtime_changed(checkpoint, self.runtime.to_json())
+            self.ema = self._average(checkpoint)
             self.progress = dict(checkpoint.state["progress"])
             self.iter_base = checkpoint.state["iter_num"] - checkpoint.state["stage_iter"]
             done = checkpoint.state["stage_iter"]
@@ -116,11 +120,20 @@ class StageRun:
         torch.manual_seed(_stage_seed(cfg.seed, self.plan.stage_index))
         self.progress = {"loss_sum": 0.0, "loss_count": 0, "seconds": 0.0, "train_loss": math.nan}
         if start is None:
+            self.ema = self._average(None)  # starts at the initial weights
             self.iter_base = 0
             return f"fresh weights (seed {cfg.seed})"
         load_checkpoint(start, self.model, self.optimizer)
+        self.ema = self._average(start)  # goes on from the previous stage's end
         self.iter_base = start.state["iter_num"]
         return f"the end of stage {start.state['stage']!r} ({start.path})"
+
+    def _average(self, checkpoint: Checkpoint | None) -> WeightAverage | None:
+        """With train.ema: the average stored in `checkpoint`, or (None) one that starts at the model's weights."""
+        if self.cfg.ema is None:
+            return None
+        start = load_ema(checkpoint, self.model) if checkpoint is not None else None
+        return WeightAverage(self.model, self.cfg.ema, start)
 
     def train(self, start_iter: int, schedule: StageSchedule) -> Checkpoint:
         """Iterations start_iter+1 .. total_iters, evaluations, checkpoints; returns the stage-end checkpoint."""
@@ -165,6 +178,8 @@ class StageRun:
                 )
             except FloatingPointError as error:
                 raise NonFiniteLossError(self.non_finite_message(it + 1, str(error))) from None
+            if self.ema is not None:
+                self.ema.update()
             seconds = time.perf_counter() - t0
             done = it + 1
             self.progress["loss_sum"] += loss
@@ -239,21 +254,36 @@ class StageRun:
         }
         if forgetting:
             row["stage_end"] = True
-            row["forgetting"] = {
-                s.name: self.val_loss(net, s, f"val:{s.name}") for s in self.curriculum.stages[: plan.stage_index]
-            }
+            row["forgetting"] = self.forgetting(net)
         if self.eval_blocks:
-            row["evals"] = {name: self.eval_set_loss(net, name, block) for name, block in self.eval_blocks.items()}
+            row["evals"] = self.evals(net)
+        if self.ema is not None:
+            # The same windows through the same module, with the average in place of the weights.
+            with self.ema.swapped_in():
+                row["val_loss_ema"] = self.val_loss(net, self.curriculum.stages[plan.stage_index], "val")
+                if forgetting:
+                    row["forgetting_ema"] = self.forgetting(net)
+                if self.eval_blocks:
+                    row["evals_ema"] = self.evals(net)
         if not distributed.is_writer():
             return row
         append_jsonl(self.run_dir / METRICS_FILE, row)
         log.info(
-            "stage %s iter %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s%s",
-            plan.stage, done, plan.total_iters, row["train_loss"], row["val_loss"], lr, tokens_per_s,
+            "stage %s iter %d/%d: train loss %.4f, val loss %.4f%s, lr %.2e, %.0f tokens/s%s",
+            plan.stage, done, plan.total_iters, row["train_loss"], row["val_loss"],
+            f", EMA val loss {row['val_loss_ema']:.4f}" if "val_loss_ema" in row else "", lr, tokens_per_s,
             "".join(f", {k} val loss {v:.4f}" for k, v in row.get("forgetting", {}).items()),
         )
         self.listener.on_eval(row)
         return row
+
+    def forgetting(self, net: torch.nn.Module) -> dict[str, float]:
+        """Val loss on each earlier stage's val set."""
+        return {s.name: self.val_loss(net, s, f"val:{s.name}") for s in self.curriculum.stages[: self.plan.stage_index]}
+
+    def evals(self, net: torch.nn.Module) -> dict[str, float]:
+        """Loss on each extra eval set."""
+        return {name: self.eval_set_loss(net, name, block) for name, block in self.eval_blocks.items()}
 
     def val_loss(self, net: torch.nn.Module, stage: CurriculumStage, key: str) -> float:
         """Loss on a stage's val set (shard `key`); a mixed stage's is the weighted mean over its sources' val
@@ -285,6 +315,8 @@ class StageRun:
         plan = self.plan
         # Cheap next to writing them: a checkpoint never holds NaN or infinite weights (resume would trust them).
         bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if self.ema is not None:
+            bad += [f"{name} (average)" for name, p in self.ema.state().items() if not bool(torch.isfinite(p).all())]
         if bad:
             raise NonFiniteLossError(self.non_finite_message(done, f"weights {', '.join(bad[:3])} are not finite"))
         if not distributed.is_writer():  # rank 0 writes; the others go on once it is in place
@@ -314,7 +346,8 @@ class StageRun:
             "written_at": now(),
         }
         try:
-            checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card)
+            checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card,
+                                         ema=self.ema.state() if self.ema is not None else None)
         finally:
             # Released even when the write fails: the other ranks then fail at their next collective (torchrun
             # stops them all) instead of waiting here for a checkpoint that will not come.

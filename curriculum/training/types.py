@@ -163,6 +163,10 @@ class MetricsRow(TypedDict):
     stage_end: NotRequired[bool]  # only on the stage-end evaluation
     forgetting: NotRequired[dict[str, float]]  # stage end: val loss on each earlier stage's val set
     evals: NotRequired[dict[str, float]]  # loss on each of StageData.eval_sets, when there are any
+    # With train.ema, the same losses of the weight average, on the same windows:
+    val_loss_ema: NotRequired[float]
+    forgetting_ema: NotRequired[dict[str, float]]  # stage end
+    evals_ema: NotRequired[dict[str, float]]  # the keys of evals
 
 
 class TrainListener:
