@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from curriculum.compare.arms import check_comparable, check_versus, parse_arms, plan_arms
+from curriculum.compare.arms import (
+    ARMS,
+    check_comparable,
+    check_versus,
+    parse_arms,
+    parse_schedules,
+    plan_arms,
+    run_folder,
+    with_schedule,
+)
 from curriculum.compare.flops import flops_per_token
 from curriculum.compare.report import compute_to_reach
 from curriculum.config import ConfigError, load_run_config, validate_run_config
@@ -74,8 +83,59 @@ def test_a_long_context_token_costs_more_flops():
 
 def test_unknown_arms_are_refused_with_the_choices():
     assert parse_arms("flat,lengths") == ["curriculum", "flat", "lengths"]
-    with pytest.raises(ConfigError, match="choose from curriculum,flat,mixed,lengths"):
+    assert parse_arms(",".join(ARMS)) == ["curriculum", "flat", "mixed", "lengths", "reversed"]  # the default
+    with pytest.raises(ConfigError, match="choose from curriculum,flat,mixed,lengths,reversed"):
         parse_arms("flat,shuffled")
+
+
+@pytest.mark.parametrize("match", ["tokens", "flops"])
+def test_the_reversed_arm_trains_the_curriculums_stages_last_first_each_for_its_own_compute(default_run, match):
+    config, shards, mixed = default_run
+    plans = {p.arm: p for p in plan_arms(config, shards, ["reversed"], match, mixed)}
+    curriculum, backwards = plans["curriculum"], plans["reversed"]
+    # Stage names, data and block sizes are the curriculum's, in the other order.
+    assert [(s.stage.name, s.data, s.stage.block_size) for s in backwards.stages] == [
+        ("pretrain", "pretrain", 512), ("foundation", "foundation", 256), ("warmup", "warmup", 128)]
+    assert [s.shards for s in backwards.stages] == [s.shards for s in curriculum.stages][::-1]
+    reference = {s.stage.name: s for s in curriculum.stages}
+    for stage in backwards.stages:
+        mine = reference[stage.stage.name]
+        assert stage.tokens_per_iter == mine.tokens_per_iter  # its own batch and block size
+        one = stage.tokens_per_iter * (1 if match == "tokens" else stage.flops_per_token)
+        per_token = 1 if match == "tokens" else stage.flops_per_token
+        assert abs(stage.tokens * per_token - mine.tokens * per_token) <= one, stage.stage.name  # its own share
+    last = backwards.stages[-1]
+    one = last.tokens_per_iter * (1 if match == "tokens" else last.flops_per_token)
+    assert abs(backwards.compute(match) - curriculum.compute(match)) <= one / 2
+    assert backwards.model == curriculum.model
+
+
+def test_schedules_are_checked_against_train_lr_schedule_and_the_stages_lr():
+    config = load_run_config(type="default", overrides={"model.preset": "tiny"})
+    assert parse_schedules(None, config) is None
+    assert parse_schedules("wsd, constant,wsd", config) == ["wsd", "constant"]
+    with pytest.raises(ConfigError, match=r"unknown schedule\(s\) \['cosine'\]; choose from "
+                                          "per-stage,global,wsd,constant"):
+        parse_schedules("per-stage,cosine", config)
+    steered = load_run_config(type="default", overrides={"model.preset": "tiny", "stages.pretrain.lr": "rewarm",
+                                                           "train.lr_schedule": "wsd"})
+    assert parse_schedules("global,wsd", steered) == ["global", "wsd"]
+    with pytest.raises(ConfigError, match=r"stage\(s\) \['pretrain'\] set an lr transition.*drop per-stage "
+                                          "from --schedules or remove the stages' lr"):
+        parse_schedules("wsd,per-stage", steered)
+    with pytest.raises(ConfigError, match=r"\['pretrain'\]"):  # the versus curriculum's too
+        parse_schedules("per-stage", config, steered)
+
+
+def test_an_arm_under_another_schedule_keeps_its_stages_and_compute(default_run):
+    config, shards, mixed = default_run
+    for plan in plan_arms(config, shards, ["flat", "reversed"], "flops", mixed):
+        other = with_schedule(plan, "constant")
+        assert other.train.lr_schedule == "constant" and plan.train.lr_schedule == "per-stage"
+        assert other.stages == plan.stages and other.compute("flops") == plan.compute("flops")
+        assert other.train.model_copy(update={"lr_schedule": "per-stage"}) == plan.train
+    assert run_folder(Path("/c"), "flat", 2) == Path("/c/flat-seed2")
+    assert run_folder(Path("/c"), "flat", 2, "wsd") == Path("/c/wsd/flat-seed2")
 
 
 def test_compute_to_reach_interpolates_between_evaluations_and_says_when_never():
