@@ -58,16 +58,17 @@ TAGS = ["curriculum"]
 
 
 def build_deployments() -> list[RunnerDeployment]:
-    """Per preset, `curriculum/<preset>` and `compare/<preset>` (the curriculum against flat, mixed and lengths
-    arms at matched compute, flows/compare.py); the preset is the default of their `type`."""
+    """Per preset, `curriculum/<preset>` and `compare/<preset>` (the curriculum against flat, mixed, lengths and
+    reversed arms at matched compute, flows/compare.py); the preset is the default of their `type`."""
     compare_deployments = [
         compare.to_deployment(
             name=name,
             parameters={"type": name},
             description=f"Does the curriculum pay? {(PRESETS[name].__doc__ or '').strip()} Parameters as on the "
             "command line of flows/compare.py: type, config_path, overrides, seeds, arms "
-            "(curriculum,flat,mixed,lengths), match (tokens or flops), out_dir, versus_config_path (a second "
-            "YAML curriculum, --versus).",
+            "(curriculum,flat,mixed,lengths,reversed), match (tokens or flops), out_dir, evals, versus_config_path "
+            "(a second YAML curriculum, --versus), schedules (LR schedules every arm trains under, e.g. "
+            "per-stage,wsd,constant), judge (raw or ema).",
             tags=TAGS,
             entrypoint_type=EntrypointType.MODULE_PATH,  # a module path, as for the curriculum deployments below
         )
