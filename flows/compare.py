@@ -47,6 +47,7 @@ from curriculum.compare.arms import (  # noqa: E402
     parse_schedules,
     plan_arms,
     run_folder,
+    schedule_names,
     seed_of,
     with_schedule,
 )
@@ -238,8 +239,14 @@ def load_versus(config: RunConfig, path: str, overrides: dict[str, Any]) -> RunC
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python flows/compare.py",
-        description="Does the curriculum pay? Train it and control arms (flat, mixed, lengths) at matched compute "
-        "over several seeds; report the target loss, compute to reach flat's final loss, and a plot.",
+        description="Does the curriculum pay? Train it and control arms (flat, mixed, lengths, reversed) at matched "
+        "compute over several seeds, under one or several LR schedules; report the target loss, compute to reach "
+        "flat's final loss, paired statistics over seeds, and a plot.",
+        epilog="The last line, speedup_vs_flat=X±Y (95% t interval, N seeds, W/N wins: VERDICT), is the curriculum "
+        "arm's speed-up against flat (flat's compute over its own, to flat's final target loss): X the mean over "
+        "seeds, Y the half-width of its 95% Student t interval (not a standard deviation); VERDICT is faster or "
+        "slower only when the interval excludes 1, else no difference. With --schedules one such line per schedule "
+        "(speedup_vs_flat[S]=...) comes before it, and the last line is the first schedule's.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--type", help=f"preset curriculum: {', '.join(PRESETS)} (default: simple)")
@@ -252,9 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "same model and seeds, its own stages and train settings, matched in compute, judged on "
                         "the first's target; --set applies to it too")
     parser.add_argument("--schedules", metavar="S1,S2",
-                        help="train every arm and seed under each of these LR schedules (per-stage, global, wsd, "
-                        "constant), flat under each the baseline of the arms under it; default: the curriculum's "
-                        "own train.lr_schedule alone")
+                        help="train every arm and seed under each of these LR schedules "
+                        f"({', '.join(schedule_names())}), flat under each the baseline of the arms under it; "
+                        "run folders <schedule>/<arm>-seed<k>; default: the curriculum's own train.lr_schedule alone")
     parser.add_argument("--judge", default="raw", choices=("raw", "ema"),
                         help="judge the arms on their raw weights (default) or on their moving average (ema: needs "
                         "--set train.ema=0.99 or another decay)")
