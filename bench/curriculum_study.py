@@ -71,7 +71,8 @@ def run_study(name: str, shared: Path, out: Path, dry_run: bool) -> int:
     command = compare_command(study, config, folder / "compare", out / "data")
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", str(shared / "tiktoken")),
            "CURRICULUM_HUB_MIRROR": os.environ.get("CURRICULUM_HUB_MIRROR", str(shared / "hub")),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1",
+           "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1")}
     print(f"study {name}: " + " ".join(command), flush=True)
     if dry_run:
         return 0
