@@ -5,6 +5,7 @@ a user would run it, then summarised.
     python bench/curriculum_study.py                          # every study in bench/studies, one after the other
     python bench/curriculum_study.py stories-books            # one study
     python bench/curriculum_study.py stories-books --dry-run  # the command it would run, nothing trained
+    python bench/curriculum_study.py stories-books --partial  # what a study stopped part-way has finished
 
 A study file has two sections: `study` (the compare options: arms, schedules, seeds, evals, match) and `run` (a
 run config, as `flows/compare.py --config` takes it; `${SHARED}` stands for the shared data folder, --shared).
@@ -31,7 +32,9 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from curriculum.compare.report import report_markdown  # noqa: E402
+from curriculum.compare.arms import ArmPlan, run_folder, with_schedule  # noqa: E402
+from curriculum.compare.report import build_report, curve, report_markdown  # noqa: E402
+from curriculum.training.run_dir import read_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "bench" / "studies"
@@ -105,6 +108,32 @@ def run_study(name: str, shared: Path, out: Path, dry_run: bool) -> int:
     return 0
 
 
+def partial_report(name: str, out: Path) -> int:
+    """What a study stopped part-way has measured: per schedule, the arms whose every seed has finished (flat
+    among them), reported as the comparison will report them once it is whole."""
+    compare_dir = out / name / "compare"
+    plan_file = compare_dir / "plan.json"
+    if not plan_file.is_file():
+        print(f"study {name}: nothing trained yet ({plan_file} does not exist)")
+        return 1
+    plan = json.loads(plan_file.read_text(encoding="utf-8"))
+    arms = [ArmPlan.model_validate(arm) for arm in plan["arms"]]
+    ks = range(1, len(plan["seeds"]) + 1)
+    target = arms[0].stages[-1].stage.name
+    for schedule in plan["schedules"] or [None]:
+        done = [with_schedule(a, schedule) if schedule else a for a in arms
+                if all((run_folder(compare_dir, a.arm, k, schedule) / "final").is_dir() for k in ks)]
+        print(f"\n## {schedule or 'the curriculum schedule'}: finished arms {[a.arm for a in done]}")
+        if "flat" not in [a.arm for a in done] or done[0].arm != "curriculum":
+            print("(the curriculum and flat arms are not both finished: no paired figures yet)")
+            continue
+        curves = {a.arm: [curve(a, read_metrics(run_folder(compare_dir, a.arm, k, schedule)), target,
+                                plan.get("judge", "raw")) for k in ks] for a in done}
+        report = build_report(done, curves, target, plan["match"], plan["seeds"])
+        print(report_markdown(report, f"study {name}, lr_schedule {schedule} (partial: the finished arms)"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/curriculum_study.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("studies", nargs="*", help=f"study names (default: every file in {STUDIES.relative_to(ROOT)})")
@@ -114,11 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                         "../shared")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "study", help="where studies train (out/study)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    parser.add_argument("--partial", action="store_true",
+                        help="train nothing: report what a study stopped part-way has finished (per schedule, the "
+                        "arms whose every seed is done)")
     args = parser.parse_args(argv)
     names = args.studies or sorted(p.stem for p in STUDIES.glob("*.yaml"))
     missing = [n for n in names if not (STUDIES / f"{n}.yaml").is_file()]
     if missing:
         parser.error(f"no study {missing}; choose from {sorted(p.stem for p in STUDIES.glob('*.yaml'))}")
+    if args.partial:
+        return max(partial_report(name, args.out.resolve()) for name in names)
     for name in names:
         code = run_study(name, args.shared.resolve(), args.out.resolve(), args.dry_run)
         if code:
