@@ -5,6 +5,7 @@ and `compare/simple` served on a real Prefect server publishes its report."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from tests.support.prefect_server import ROOT, api_client, trigger, wait_for_run
 
 pytestmark = pytest.mark.slow  # a Prefect server and training subprocesses
 
-ARMS = ("curriculum", "flat", "mixed", "lengths")
+ARMS = ("curriculum", "flat", "mixed", "lengths", "reversed")
 # Two stages, a tiny model, a few iterations: the curriculum's compute is 4*32*8 + 4*64*8 = 3,072 tokens.
 CONFIG = """\
 stages:
@@ -102,6 +103,7 @@ def test_every_arm_trains_its_own_data_at_its_block_sizes(comparison, shared):
         "flat": [(books, 64)],
         "mixed": [(out / "train_mixed.bin", 64)],
         "lengths": [(books, 32), (books, 64)],
+        "reversed": [(books, 64), (warmup, 32)],
     }
     for arm, stages in expected.items():
         for k in (1, 2):
@@ -166,6 +168,7 @@ def test_the_report_follows_from_the_arms_metrics(comparison):
         return None
 
     flat_final = [points("flat", k)[-1][1] for k in (1, 2)]
+    ratios_of = {}
     for arm in ARMS:
         entry = report["arms"][arm]
         finals = [points(arm, k)[-1][1] for k in (1, 2)]
@@ -176,17 +179,24 @@ def test_the_report_follows_from_the_arms_metrics(comparison):
             mine, flat = reach(points(arm, k), flat_final[k - 1]), reach(points("flat", k), flat_final[k - 1])
             assert seed_entry["flops"] == (pytest.approx(mine) if mine is not None else None)
             ratios.append(None if mine is None else mine / flat)
+        ratios_of[arm] = ratios
         if None in ratios:
             assert entry["reach_flat_final"]["ratio_to_flat"] == "not reached"
         else:
             assert entry["reach_flat_final"]["ratio_to_flat"]["mean"] == pytest.approx(sum(ratios) / 2)
     assert report["arms"]["flat"]["reach_flat_final"]["ratio_to_flat"]["mean"] == pytest.approx(1.0)
-    speedup = report["arms"]["curriculum"]["reach_flat_final"]["speedup_vs_flat"]
+    pair = report["arms"]["curriculum"]["paired_vs_flat"]
     last_line = comparison["log"].strip().splitlines()[-1]
-    if speedup == "not reached":
-        assert last_line == "speedup_vs_flat=not reached"
-    else:
-        assert last_line == f"speedup_vs_flat={speedup['mean']:.3f}±{speedup['std']:.3f}"
+    wins = sum(points("curriculum", k)[-1][1] < flat_final[k - 1] for k in (1, 2))
+    assert pair["wins"] == wins
+    if report["arms"]["curriculum"]["reach_flat_final"]["speedup_vs_flat"] == "not reached":
+        assert last_line == f"speedup_vs_flat=not reached ({wins}/2 wins on the final target loss)"
+    else:  # the half-width of the 95% t interval over 2 seeds (t = 12.706)
+        speedups = [1 / r for r in ratios_of["curriculum"]]
+        mean = sum(speedups) / 2
+        half = 12.706 * abs(speedups[0] - speedups[1]) / math.sqrt(2) / math.sqrt(2)
+        assert last_line == (f"speedup_vs_flat={mean:.3f}±{half:.3f} (95% t interval, 2 seeds, {wins}/2 wins: "
+                             f"{pair['verdict']})")
 
 
 def test_the_plot_is_written_and_decodes(comparison):

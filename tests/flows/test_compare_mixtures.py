@@ -35,7 +35,7 @@ stages:
 """ + COMPARE_TAIL + "{train}"
 MODEL = ModelConfig(preset="tiny", n_embd=32)
 VOCAB = 50257
-ARMS = ("curriculum", "flat", "mixed", "lengths", "versus")
+ARMS = ("curriculum", "flat", "mixed", "lengths", "reversed", "versus")
 RUN_TIMEOUT_S = 600
 
 
@@ -82,6 +82,7 @@ def test_every_arm_reads_the_mixture_with_its_weights(comparison):
         "mixed": [{"train": warmup, "train@mixed.warmup": warmup, "train@mixed.main.stories": stories,
                    "train@mixed.main.book": book}],
         "versus": [{"train": warmup}, {"train": stories, "train@main.stories": stories, "train@main.book": book}],
+        "reversed": [{"train": stories, "train@main.stories": stories, "train@main.book": book}, {"train": warmup}],
     }
     for arm, stages in expected.items():
         states = ends(out, arm)
