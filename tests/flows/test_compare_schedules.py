@@ -244,3 +244,27 @@ def test_mistakes_in_schedules_or_judge_exit_2_before_anything_runs(args, messag
     printed = capsys.readouterr().out
     assert printed.startswith("error: ") and message in printed
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_judge_ema_reads_the_moving_averages_evaluations(prefect_server, shared, hub_mirror, tmp_path):
+    config = tmp_path / "tiny2.yaml"
+    config.write_text(CONFIG.format(book=shared / "corpora" / "books" / "paine_common-sense_pg147.txt",
+                                    data_dir=tmp_path / "data"))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "compare.py"), "--config", str(config), "--seeds", "1",
+         "--arms", "curriculum,flat", "--judge", "ema", "--set", "train.ema=0.9", "--evals", "4",
+         "--out-dir", str(out)],
+        cwd=ROOT, env=prefect_server.env(CURRICULUM_COMPARE_WORKERS="2", CURRICULUM_HUB_MIRROR=str(hub_mirror),
+                                         PYTHONUNBUFFERED="1"),
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["judge"] == "ema"
+    for arm in ("curriculum", "flat"):
+        last = read_metrics(out / f"{arm}-seed1")[-1]
+        assert last["evals_ema"]["books"] != last["evals"]["books"]  # the average is other weights
+        assert report["arms"][arm]["final_target_loss"]["seeds"] == [last["evals_ema"]["books"]]
+    assert result.stdout.strip().splitlines()[-1].startswith("speedup_vs_flat=")
