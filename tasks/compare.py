@@ -41,7 +41,7 @@ def arm_stage_data(plan: ArmPlan, stage_index: int, judge: ArmPlan) -> StageData
     )
 
 
-@task(name="train-arm", task_run_name="train-{plan.arm}-seed{k}", log_prints=True)
+@task(name="train-arm", task_run_name="train-{plan.arm}-{plan.train.lr_schedule}-seed{k}", log_prints=True)
 def train_arm(plan: ArmPlan, k: int, seed: int, judge: ArmPlan, run_dir: Path) -> list[StageResult]:
     """Every stage of the arm, in order, evaluated on the val sets of the curriculum arm `judge`; finished
     stages (a resumed comparison) return at once from their end checkpoints. Nothing is cached by Prefect: the
