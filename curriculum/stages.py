@@ -98,8 +98,8 @@ class CurriculumStage(BaseModel):
     )
     lr: Literal["continue", "rewarm", "anneal"] | None = Field(
         None,
-        description="At this stage's start, with train.lr_schedule 'global' or 'wsd': 'continue' the schedule "
-        "(the default), 'rewarm' (a linear warmup over train.warmup_iters back to it) or 'anneal' (decay "
+        description="At this stage's start, with train.lr_schedule 'global', 'wsd' or 'constant': 'continue' the "
+        "schedule (the default), 'rewarm' (a linear warmup over train.warmup_iters back to it) or 'anneal' (decay "
         "linearly to train.min_lr over this stage).",
     )
     # Hugging Face options

@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
         "three that span the curriculum are placed by tokens trained, not iterations.",
     )
     decay_fraction: float = Field(
-        0.2, gt=0, le=1, description="'wsd' schedule: the share of the curriculum's iterations spent decaying."
+        0.2, gt=0, le=1, description="'wsd' schedule: the share of the curriculum's tokens spent decaying."
     )
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay of matrices (not biases or norms).")
     beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")

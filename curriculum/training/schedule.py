@@ -244,8 +244,9 @@ def curriculum_lr(t: int, axis: TokenAxis, cfg: TrainConfig) -> float:
         warmup    t < W: learning_rate * (t + step) / (W + first_step), capped at learning_rate: nanoGPT's
                   (it + 1) / (warmup_iters + 1) in tokens, so the first step does not train at 0
         global    cosine from learning_rate at W to min_lr at T, placed at the step's first token
-        wsd       learning_rate until the last D = round(decay_fraction * T) tokens, then linear to min_lr,
-                  placed at the step's last token (so the last step trains at min_lr)
+        wsd       learning_rate until the last D = round(decay_fraction * T) tokens (rounded to whole units, so
+                  to whole iterations when all steps are equal, as before), then linear to min_lr, placed at
+                  the step's last token (so the last step trains at min_lr)
         constant  learning_rate to the end
     """
     step, warmup = axis.step, axis.warmup

@@ -122,3 +122,25 @@ def test_with_equal_tokens_per_step_nothing_changes_from_the_iteration_placed_sc
         return floor + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - floor)
 
     assert got == [old(it) for it in range(total)]
+
+
+@pytest.mark.slow  # trains a whole (tiny) run, evaluating at every iteration
+def test_a_trained_wsd_run_enters_its_second_stage_at_the_token_placed_value(kit, shard_dir, curriculum, tmp_path):
+    from curriculum.training.run_dir import read_metrics
+
+    # warmup: 10 steps of 4 x 16 = 64 tokens, books: 12 of 4 x 32 = 128; 2,176 tokens = 34 units of 64 (the gcd of
+    # the steps' tokens, to which the decay's length is rounded): the last round(0.6 * 34) = 20 units = 1,280
+    # tokens decay, from token 896, books' third step. By iterations (the old rule) the last round(0.6 * 22) = 13
+    # of 22 steps would decay, from iteration 9, so books would have started below the peak.
+    cfg = kit.TINY_TRAIN.model_copy(update={"lr_schedule": "wsd", "decay_fraction": 0.6, "eval_interval": 1,
+                                           "eval_iters": 1, "checkpoint_interval": 100})
+    _, rec = kit.train_in_process(tmp_path / "run", shard_dir, curriculum, train=cfg)
+    peak, floor = cfg.learning_rate, cfg.min_lr
+    lr = {row["iter_num"]: row["lr"] for row in read_metrics(tmp_path / "run")}  # iter_num: steps done
+    assert lr[11] == peak and rec.steps[10].lr == peak  # books' first step, tokens 640..768
+    assert lr[11] != pytest.approx(peak + (floor - peak) * (10 - 9 + 1) / 13)  # what iterations would give
+    assert lr[12] == peak  # tokens 768..896: ends where the decay starts
+    assert lr[13] == pytest.approx(peak + (floor - peak) * 128 / 1280, rel=1e-9)  # tokens 896..1,024
+    assert lr[22] == pytest.approx(floor)  # the last step trains at min_lr
+    assert "placed by tokens" in rec.starts[1].schedule and "this stage from token 640" in rec.starts[1].schedule
+    assert "over the last 1,280 of 2,176 tokens" in rec.starts[1].schedule
