@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from model.config import ModelConfig
+from model.head_loss import head_loss
 
 ROPE_BASE = 10_000.0
 VOCAB_MULTIPLE = 64
@@ -185,8 +186,11 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_logits: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(logits, loss). With targets and return_logits=False (training and evaluation), a float32 run
+        computes the loss with model/head_loss.py, which never holds the (B, T, V) logits, and returns None for
+        them; under autocast or torch.compile it takes the plain path and returns the logits too."""
         B, T = idx.size()
         if T > self._block_size:
             raise ValueError(
@@ -198,12 +202,21 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x, cos, sin)
         x = self.transformer.ln_f(x)  # (B, T, C)
+        if targets is not None and not return_logits and self._fused_head(x):
+            return None, head_loss(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, padded V)
             return logits[..., : self.vocab_size], next_token_loss(logits, targets)  # (B, T, V) view
         # Generation needs only the last position's distribution: skip the (B, T, V) product.
         logits = self.lm_head(x[:, [-1], :])  # (B, 1, padded V)
         return logits[..., : self.vocab_size], None
+
+    @staticmethod
+    def _fused_head(x: torch.Tensor) -> bool:
+        """Whether the loss can take model/head_loss.py's path: float32 outside autocast and torch.compile (the
+        compiled graph fuses the plain path itself; under autocast the plain path keeps its bf16 log-softmax)."""
+        return (x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type)
+                and not torch.compiler.is_compiling())
 
     def configure_optimizer(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float], device_type: str

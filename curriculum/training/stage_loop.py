@@ -401,7 +401,7 @@ def train_step(
         sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
         with sync:
             with runtime.autocast():
-                _, loss = net(x, y)
+                _, loss = net(x, y, return_logits=False)
             if poison:
                 loss = loss * math.nan
             loss_sum += loss.detach()
@@ -437,7 +437,7 @@ def evaluate(
     for start in range(rank * batch_size, ids.size, world_size * batch_size):
         x, y = windows_to_batch(tokens, ids[start : start + batch_size], block_size, runtime.torch_device)
         with runtime.autocast():
-            _, loss = net(x, y)
+            _, loss = net(x, y, return_logits=False)
         total += loss.item() * y.numel()
         count += y.numel()
     net.train(was_training)
