@@ -21,6 +21,7 @@ from curriculum.training.run_dir import read_jsonl, read_metrics
 from data.shards import read_header
 from model.config import ModelConfig
 from tests.support.configs import COMPARE_TAIL
+from tests.support.curves import reach
 from tests.support.pause import kill_group
 from tests.support.prefect_server import ROOT, api_client, trigger, wait_for_run
 
@@ -157,15 +158,6 @@ def test_the_report_follows_from_the_arms_metrics(comparison):
         return [(before[r["stage_index"]] + r["stage_iter"] * stages[r["stage_index"]]["tokens_per_iter"]
                  * stages[r["stage_index"]]["flops_per_token"], r["evals"]["books"])
                 for r in read_metrics(out / f"{arm}-seed{k}")]
-
-    def reach(curve: list[tuple[float, float]], level: float) -> float | None:
-        for i, (x, loss) in enumerate(curve):
-            if loss <= level:
-                if i == 0:
-                    return x
-                x0, l0 = curve[i - 1]
-                return x0 + (l0 - level) / (l0 - loss) * (x - x0)
-        return None
 
     flat_final = [points("flat", k)[-1][1] for k in (1, 2)]
     ratios_of = {}

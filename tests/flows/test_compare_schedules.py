@@ -21,6 +21,7 @@ from curriculum.training.run_dir import read_metrics
 from data.shards import read_header
 from flows.compare import main
 from tests.support.configs import COMPARE_TAIL
+from tests.support.curves import at, reach
 from tests.support.prefect_server import ROOT
 
 # Two stages of 8 iterations each (train.max_iters), a tiny model; --evals 16 evaluates after every iteration,
@@ -146,23 +147,6 @@ def points(out: Path, plan: dict, schedule: str, arm: str, k: int) -> list[tuple
     before = [sum(s["iters"] * f for s, f in zip(stages[:i], flops, strict=False)) for i in range(len(stages))]
     return [(before[r["stage_index"]] + r["stage_iter"] * flops[r["stage_index"]], r["evals"]["books"])
             for r in read_metrics(folder(out, schedule, arm, k))]
-
-
-def reach(curve: list[tuple[float, float]], level: float) -> float | None:
-    for i, (x, loss) in enumerate(curve):
-        if loss <= level:
-            if i == 0:
-                return x
-            x0, l0 = curve[i - 1]
-            return x0 + (l0 - level) / (l0 - loss) * (x - x0)
-    return None
-
-
-def at(curve: list[tuple[float, float]], x: float) -> float | None:
-    for (x0, l0), (x1, l1) in zip(curve, curve[1:], strict=False):
-        if x0 <= x <= x1:
-            return l0 + (x - x0) / (x1 - x0) * (l1 - l0)
-    return None
 
 
 def interval(values: list[float]) -> tuple[float, float]:
