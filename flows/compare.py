@@ -193,7 +193,7 @@ def compare(
         for name, arms_of in by_schedule.items():
             curves_of[name] = {plan.arm: [curve(plan, read_metrics(run_folder(compare_dir, plan.arm, k, name)),
                                                 target, judge) for k in ks] for plan in arms_of}
-            reports[name] = build_report(arms_of, curves_of[name], target, match, seeds_used)
+            reports[name] = {**build_report(arms_of, curves_of[name], target, match, seeds_used), "judge": judge}
         if schedule_list is None:
             report = {**reports[None], "judge": judge}
             png = render_compare_plot(plans, curves_of[None], target, title)

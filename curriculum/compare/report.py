@@ -16,7 +16,7 @@ from typing import Any
 
 from curriculum.compare.arms import VERSUS, ArmPlan, Match
 from curriculum.compare.flops import FORMULA
-from curriculum.compare.stats import FRACTIONS, ONE_SEED, paired
+from curriculum.compare.stats import FRACTIONS, ONE_SEED, compute_to_reach, paired
 
 NOT_REACHED = "not reached"
 
@@ -43,20 +43,6 @@ def curve(plan: ArmPlan, rows: Sequence[Mapping[str, Any]], target: str, judge: 
             "losses": dict(row[key]), "target": float(row[key][target]),
         })
     return points
-
-
-def compute_to_reach(points: Sequence[Mapping[str, Any]], level: float, axis: str) -> float | None:
-    """Compute (`axis`: tokens or flops) at which the target loss first reaches `level`, interpolated linearly
-    between the evaluations around it; None if it never does."""
-    previous = None
-    for point in points:
-        if point["target"] <= level:
-            if previous is None or previous["target"] == point["target"]:
-                return float(point[axis])
-            share = (previous["target"] - level) / (previous["target"] - point["target"])
-            return float(previous[axis] + share * (point[axis] - previous[axis]))
-        previous = point
-    return None
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float | None]:
@@ -226,10 +212,12 @@ def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = 
         "",
         f"Target: the val set of stage `{report['target']}`{of_mixture}. Compute matched by **{report['match']}**; "
         f"FLOPs per token = `{report['flops_formula']}`. Seeds: {', '.join(map(str, report['seeds']))} "
-        "(seed k of every arm starts from the same weights).",
+        "(seed k of every arm starts from the same weights). Judged on the "
+        + ("moving average of the weights (`train.ema`)" if report.get("judge") == "ema" else "raw weights")
+        + ". In this table ± is the standard deviation over seeds.",
         "",
-        f"| arm | tokens | FLOPs | final target loss | {axis} to flat's final loss (per seed) | ratio to flat | "
-        "speed-up vs flat |",
+        f"| arm | tokens | FLOPs | final target loss (mean ± sd) | {axis} to flat's final loss (per seed) | "
+        "ratio to flat (mean ± sd) | speed-up vs flat (mean ± sd) |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for arm, entry in report["arms"].items():
@@ -247,16 +235,19 @@ def report_markdown(report: Mapping[str, Any], title: str, plot_markdown: str = 
              if "paired_vs_flat" in entry and arm != "flat"}
     if pairs:
         lines += ["", "Paired against flat, seed by seed (95% Student t intervals over seeds; a speed-up whose "
-                  "interval contains 1 is *no difference*): the speed-up to flat's final target loss, the seeds "
-                  "whose final target loss is below flat's, and the target loss / flat's at the same compute at "
-                  "each share of the run (below 1: ahead of flat there).", "",
-                  "| arm | speed-up vs flat | verdict | wins | " + " | ".join(
+                  "interval contains 1 is *no difference*): the speed-up (flat's compute to the arm's level over "
+                  "the arm's: to flat's final target loss where the arm reaches it, else to the arm's own final "
+                  "loss, below 1), the seeds that reach flat's final loss, the seeds whose final target loss is "
+                  "below flat's, and the target loss / flat's at the same compute at each share of the run (below "
+                  "1: ahead of flat there).", "",
+                  "| arm | speed-up vs flat | verdict | reached | wins | " + " | ".join(
                       f"loss / flat's at {round(f * 100)}%" for f in FRACTIONS) + " |",
-                  "| --- | ---: | --- | ---: |" + " ---: |" * len(FRACTIONS)]
+                  "| --- | ---: | --- | ---: | ---: |" + " ---: |" * len(FRACTIONS)]
         for arm, pair in pairs.items():
             at = [_interval(pair["loss_ratio_at"][f"{round(f * 100)}%"]) for f in FRACTIONS]
+            reached = f"{pair['reached']}/{pair['seeds']}" if "reached" in pair else "-"
             lines.append(f"| {_arm_name(arm, report['arms'][arm])} | {_interval(pair['speedup'])} | {pair['verdict']} "
-                         f"| {pair['wins']}/{pair['seeds']} | " + " | ".join(at) + " |")
+                         f"| {reached} | {pair['wins']}/{pair['seeds']} | " + " | ".join(at) + " |")
     versus = report["arms"].get(VERSUS)
     if versus is not None:
         reach = versus["reach_curriculum_final"]
