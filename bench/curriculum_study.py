@@ -6,6 +6,7 @@ a user would run it, then summarised.
     python bench/curriculum_study.py stories-books            # one study
     python bench/curriculum_study.py stories-books --dry-run  # the command it would run, nothing trained
     python bench/curriculum_study.py stories-books --partial  # what a study stopped part-way has finished
+    python bench/curriculum_study.py stories-books --table    # a finished study as the README's compact table
 
 A study file has two sections: `study` (the compare options: arms, schedules, seeds, evals, match) and `run` (a
 run config, as `flows/compare.py --config` takes it; `${SHARED}` stands for the shared data folder, --shared).
@@ -134,6 +135,43 @@ def partial_report(name: str, out: Path) -> int:
     return 0
 
 
+def compact_table(name: str, out: Path) -> int:
+    """A finished study's report.json as one markdown table (the README's): per schedule and arm, the final target
+    loss per seed and mean ± sd, the paired speed-up with its 95% t interval, verdict, reached and wins, and the
+    loss ratio to flat at 25/50/75/100% of compute."""
+    path = out / name / "compare" / "report.json"
+    if not path.is_file():
+        print(f"study {name}: no report yet ({path}); see --partial")
+        return 1
+    report = json.loads(path.read_text(encoding="utf-8"))
+    by_schedule = report.get("schedules") or {report.get("schedule") or "-": report}
+
+    def interval(entry: dict[str, Any]) -> str:
+        if entry.get("mean") is None:
+            return "-"
+        if entry.get("low") is None:
+            return f"{entry['mean']:.3f}"
+        return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+    print("| lr_schedule | arm | final target loss (per seed) | mean ± sd | speed-up vs flat [95% t] | verdict | "
+          "reached | wins | loss / flat's at 25%, 50%, 75%, 100% [95% t] |")
+    print("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- |")
+    for schedule, entry in by_schedule.items():
+        for arm, data in entry["arms"].items():
+            final = data["final_target_loss"]
+            seeds = ", ".join(f"{v:.3f}" for v in final["seeds"])
+            pair = data.get("paired_vs_flat")
+            if arm == "flat" or pair is None:
+                print(f"| {schedule} | {arm} | {seeds} | {final['mean']:.3f} ± {final['std']:.3f} | 1 | - | - | - | "
+                      "1 |")
+                continue
+            at = "; ".join(interval(pair["loss_ratio_at"][k]) for k in ("25%", "50%", "75%", "100%"))
+            print(f"| {schedule} | {arm} | {seeds} | {final['mean']:.3f} ± {final['std']:.3f} | "
+                  f"{interval(pair['speedup'])} | {pair['verdict']} | {pair.get('reached', '-')}/{pair['seeds']} | "
+                  f"{pair['wins']}/{pair['seeds']} | {at} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/curriculum_study.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("studies", nargs="*", help=f"study names (default: every file in {STUDIES.relative_to(ROOT)})")
@@ -146,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partial", action="store_true",
                         help="train nothing: report what a study stopped part-way has finished (per schedule, the "
                         "arms whose every seed is done)")
+    parser.add_argument("--table", action="store_true",
+                        help="train nothing: print a finished study's report as the README's compact table")
     args = parser.parse_args(argv)
     names = args.studies or sorted(p.stem for p in STUDIES.glob("*.yaml"))
     missing = [n for n in names if not (STUDIES / f"{n}.yaml").is_file()]
@@ -153,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no study {missing}; choose from {sorted(p.stem for p in STUDIES.glob('*.yaml'))}")
     if args.partial:
         return max(partial_report(name, args.out.resolve()) for name in names)
+    if args.table:
+        return max(compact_table(name, args.out.resolve()) for name in names)
     for name in names:
         code = run_study(name, args.shared.resolve(), args.out.resolve(), args.dry_run)
         if code:
