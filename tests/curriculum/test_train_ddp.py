@@ -211,7 +211,7 @@ def train():  # on a thread of its own, in a copy of the flow body's context, as
         test_train_ddp.train_launched(Curriculum.model_validate(spec["curriculum"]), spec["data_dir"],
             ModelConfig.model_validate(spec["model"]), TrainConfig.model_validate(spec["train"]), spec["run_dir"])
     except Exception as error:
-        print(f"TRAIN TASK: {type(error).__name__} {error}", flush=True)  # one write: the flow thread prints too
+        print("TRAIN TASK: " + type(error).__name__ + " " + str(error), flush=True)  # one write: the flow thread prints too
     finally:
         finished.set()
 try:
@@ -223,7 +223,7 @@ try:
         # interpreter then exits without waiting for it.
         finished.wait()
 except KeyboardInterrupt:
-    print(f"FLOW: interrupted, training loops still running: {stop.running}", flush=True)
+    print("FLOW: interrupted, training loops still running: " + str(stop.running), flush=True)
     finished.wait()
 """
 
