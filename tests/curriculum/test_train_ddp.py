@@ -211,7 +211,8 @@ def train():  # on a thread of its own, in a copy of the flow body's context, as
         test_train_ddp.train_launched(Curriculum.model_validate(spec["curriculum"]), spec["data_dir"],
             ModelConfig.model_validate(spec["model"]), TrainConfig.model_validate(spec["train"]), spec["run_dir"])
     except Exception as error:
-        print("TRAIN TASK: " + type(error).__name__ + " " + str(error), flush=True)  # one write: the flow thread prints too
+        # one write: the flow thread prints too
+        print("TRAIN TASK: " + type(error).__name__ + " " + str(error), flush=True)
     finally:
         finished.set()
 try:
