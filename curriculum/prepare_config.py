@@ -13,7 +13,7 @@ LOCAL_RUNNERS = ("threads", "dask")
 SCHEDULER_ADDRESS = re.compile(r"(tcp|tls)://[^\s/:]+(:\d+)?|(tcp|tls)://\[[0-9a-fA-F:.]+\](:\d+)?")
 RUNNER_HELP = (
     "threads (this process, the default), dask (a local Dask cluster of `workers` processes), or the address of "
-    "a running Dask scheduler such as tcp://10.0.0.5:8786 (README: 'Preparing on a Dask cluster')"
+    "a running Dask scheduler such as tcp://10.0.0.5:8786 (docs/scale-out.md: 'Preparing on a Dask cluster')"
 )
 
 

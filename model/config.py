@@ -21,7 +21,11 @@ ModelPreset = Literal["tiny", "small", "gpt2"]
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    preset: ModelPreset | None = Field("small", description="Size preset; explicit fields override it.")
+    preset: ModelPreset | None = Field(
+        "small",
+        description="Size preset: tiny (tests and smoke runs), small (CPU experiments), gpt2 (GPT-2 small, 124M "
+        "parameters, for a GPU); explicit fields override it.",
+    )
     n_layer: PositiveInt = Field(6, description="Transformer blocks.")
     n_head: PositiveInt = Field(8, description="Attention heads per block.")
     n_embd: PositiveInt = Field(256, description="Width of the residual stream.")
