@@ -1,4 +1,4 @@
-"""Does the curriculum pay? The study behind the README's "Measured here": each bench/studies/<name>.yaml is one
+"""Does the curriculum pay? The study behind "Measured here" (docs/compare.md): each bench/studies/<name>.yaml is one
 comparison (flows/compare.py) of its curriculum's arms under several LR schedules over several seeds, run here as
 a user would run it, then summarised.
 
@@ -6,7 +6,7 @@ a user would run it, then summarised.
     python bench/curriculum_study.py stories-books            # one study
     python bench/curriculum_study.py stories-books --dry-run  # the command it would run, nothing trained
     python bench/curriculum_study.py stories-books --partial  # what a study stopped part-way has finished
-    python bench/curriculum_study.py stories-books --table    # a finished study as the README's compact table
+    python bench/curriculum_study.py stories-books --table    # a finished study as docs/compare.md's compact table
 
 A study file has two sections: `study` (the compare options: arms, schedules, seeds, evals, match) and `run` (a
 run config, as `flows/compare.py --config` takes it; `${SHARED}` stands for the shared data folder, --shared).
@@ -136,8 +136,8 @@ def partial_report(name: str, out: Path) -> int:
 
 
 def compact_table(name: str, out: Path) -> int:
-    """A finished study's report.json as one markdown table (the README's): per schedule and arm, the final target
-    loss per seed and mean ± sd, the paired speed-up with its 95% t interval, verdict, reached and wins, and the
+    """A finished study's report.json as one markdown table (docs/compare.md's): per schedule and arm, the final
+    target loss per seed and mean ± sd, the paired speed-up with its 95% t interval, verdict, reached and wins, and the
     loss ratio to flat at 25/50/75/100% of compute."""
     path = out / name / "compare" / "report.json"
     if not path.is_file():
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train nothing: report what a study stopped part-way has finished (per schedule, the "
                         "arms whose every seed is done)")
     parser.add_argument("--table", action="store_true",
-                        help="train nothing: print a finished study's report as the README's compact table")
+                        help="train nothing: print a finished study's report as docs/compare.md's compact table")
     args = parser.parse_args(argv)
     names = args.studies or sorted(p.stem for p in STUDIES.glob("*.yaml"))
     missing = [n for n in names if not (STUDIES / f"{n}.yaml").is_file()]

@@ -161,7 +161,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict) or "stages" not in raw:
         raise ConfigError(
             f"{path} must be a YAML mapping with a 'stages:' list (and optional data, scrape, model, "
-            "train sections); see the README's 'Config files' section"
+            "train, prepare sections); see docs/stages.md, 'Config files'"
         )
     return raw
 

@@ -10,7 +10,7 @@ this one process.
 Each run executes in a child process of this one, with this process's working directory and environment
 (CURRICULUM_HUB_MIRROR, TIKTOKEN_CACHE_DIR, ...), so relative paths in a config (the default `out/data`,
 `out/runs/<name>`) are the same folders a CLI run from the same directory uses, and the two share caches.
-Users who prefer a work pool and `prefect worker start` use prefect.yaml instead (see the README).
+Users who prefer a work pool and `prefect worker start` use prefect.yaml instead (see docs/serve.md).
 
 Every path a served run's parameters name (config_path, data_dir, out_dir, a stage's files, paths, urls_file)
 must lie under this folder or a folder given with `--allow-path DIR` (repeatable); anything else is refused

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-# The settings the README recommends for `prefect server start`: only the UI's own origin may call the API
+# The settings docs/security.md recommends for `prefect server start`: only the UI's own origin may call the API
 # from a browser, and every state-changing request needs a CSRF token (the Prefect client and the UI fetch
 # one by themselves).
 RECOMMENDED_SERVER_SETTINGS = {

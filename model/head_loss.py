@@ -8,7 +8,7 @@ the logits (softmax minus the one-hot target, divided by the number of targets) 
 the gradients of the hidden states and of the head's matrix. Nothing of size (B*T, V) is ever kept: the
 backward pass only scales the gradients the forward pass stored. bench/bench_head_loss.py measures it against
 the plain path in the same run (a whole training step of the study's 4-layer, 128-wide model:
-tokens per second on one CPU thread: 1.49x measured, see the README).
+tokens per second on one CPU thread: 1.49x measured, see docs/testing.md).
 
 The loss is F.cross_entropy's over the same logits (targets of -1 ignored) up to float32 rounding: the tests
 hold the loss and both gradients to 1e-6 relative of the plain path.

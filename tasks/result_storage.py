@@ -83,6 +83,6 @@ def set_aside_untrusted_records(folder: Path) -> list[Path]:
             path.replace(aside)
             set_aside.append(aside)
             log.warning("%s; set aside as %s and the step runs again (a record cut short by a killed run looks "
-                        "like this too; otherwise see the README: data and run folders must be trusted)",
+                        "like this too; otherwise see docs/security.md: data and run folders must be trusted)",
                         error, aside.name)
     return set_aside

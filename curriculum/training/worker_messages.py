@@ -1,7 +1,7 @@
 """What the launching task and its torchrun workers tell each other, as JSON: train_stage's arguments one way,
 rank 0's listener events the other.
 
-JSON rather than pickle: the project never unpickles anything (README, "Safety"), and a pickle read back from a
+JSON rather than pickle: the project never unpickles anything (docs/security.md), and a pickle read back from a
 folder anyone on the machine could write to would run whatever it holds. Every type here is a pydantic model or
 a dataclass pydantic validates field by field, so a message that does not fit fails with the field named.
 """

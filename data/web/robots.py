@@ -21,7 +21,7 @@ by their start and common misspellings (`Disalow`) count; `User-agent: * anythin
 is compared whole (up to its first `/`), so `Foo Bar` is no group's name; only a pattern's raw non-ASCII bytes
 are escaped and its escapes upper-cased, and the URL's path is compared as written, never re-encoded.
 Its one rule that allows more than the file says, `Allow: /dir/index.html` also allowing `/dir/`, is not
-followed (README, robots.txt).
+followed (docs/data-sources.md, robots.txt).
 
 Fetching robots.txt and its status handling (4xx = no rules, 5xx or unreachable = the origin is skipped)
 live beside this file, in robots_fetch.py.

@@ -27,7 +27,7 @@ ROOT = HERE.parents[1]
 def _cfgs(kit, nproc, dtype="auto"):
     """The tiny model and settings with `nproc` processes. Tests that compare runs with different process counts
     need float32: in bfloat16 the ranks' split of the batch changes how sums round (see the bf16 test)."""
-    model = kit.TINY_MODEL.model_copy(update={"dropout": 0.0})  # dropout streams differ per rank: see README
+    model = kit.TINY_MODEL.model_copy(update={"dropout": 0.0})  # dropout streams differ per rank: docs/scale-out.md
     train = kit.TINY_TRAIN.model_copy(update={"nproc": nproc, "threads": 1, "dtype": dtype})
     return model, train
 

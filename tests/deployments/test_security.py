@@ -1,5 +1,6 @@
-"""A Prefect server started with the README's settings: foreign web origins and requests without a CSRF token are
-refused, while the Prefect client, serve.py and served runs work; served runs keep to their allowed folders."""
+"""A Prefect server started with the settings docs/security.md recommends: foreign web origins and requests without
+a CSRF token are refused, while the Prefect client, serve.py and served runs work; served runs keep to their allowed
+folders."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """robots.txt decisions as Google's reference parser (github.com/google/robotstxt) makes them.
 
-We never fetch a URL the reference forbids. Where we forbid one it allows, the test says so and why (README,
-"robots.txt"). The cases are those of the reference's own tests, named in a comment, in our words.
+We never fetch a URL the reference forbids. Where we forbid one it allows, the test says so and why
+(docs/data-sources.md, "robots.txt"). The cases are those of the reference's own tests, named in a comment, in our
+words.
 """
 
 from __future__ import annotations
