@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,30 +51,67 @@ def describe_holder(holder: dict[str, Any] | None) -> str:
     )
 
 
+WAIT_POLL_S = 0.5  # how often a waiting run tries the lock again
+WAIT_REPORT_S = 60.0  # how often it says again whom it waits for
+
+
+def folder_in_use(folder: str | Path, purpose: str) -> bool:
+    """Whether another open file holds the folder's lock now (tried and released at once; nothing is written)."""
+    path = lock_path(folder, purpose)
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _take(fd: int, folder: Path, purpose: str, on_wait: Callable[[dict[str, Any] | None], None] | None) -> bool:
+    """Lock `fd`: True at once if free; with `on_wait`, wait for the holder to leave (calling `on_wait` with
+    whom it waits for, then every WAIT_REPORT_S) and return True; without, False when it is held."""
+    reported = None
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if on_wait is None:
+                return False
+        if reported is None or time.monotonic() - reported >= WAIT_REPORT_S:
+            on_wait(read_holder(folder, purpose))
+            reported = time.monotonic()
+        time.sleep(WAIT_POLL_S)
+
+
 @contextlib.contextmanager
 def folder_lock(
-    folder: str | Path, purpose: str, *, flow_run_id: str | None = None, flow_run_name: str | None = None
+    folder: str | Path, purpose: str, *, flow_run_id: str | None = None, flow_run_name: str | None = None,
+    on_wait: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> Iterator[Path]:
-    """Hold `folder` for this process while the block runs; FolderLocked at once if another process holds it.
+    """Hold `folder` for this process while the block runs; FolderLocked at once if another process holds it,
+    or, given `on_wait`, wait until it leaves (`on_wait(holder)` says whom it waits for, then every minute).
 
     `purpose` ("data" or "run") names the lock file, so one folder can serve as both a data and a run folder.
     Locks are per open file, not per process: a second lock of the same folder within one process (two served
-    flow runs in one worker) is refused as well.
+    flow runs in one worker) is refused (or waits) as well.
     """
     folder = Path(folder)
     path = lock_path(folder, purpose)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(fd, folder, purpose, on_wait):
             holder = read_holder(folder, purpose)
             raise FolderLocked(
                 f"the {purpose} folder {folder.resolve()} is in use by {describe_holder(holder)}: two runs writing "
                 "one folder would spoil each other's files. Wait for that run to finish (or cancel it), or give "
-                f"this run another {'--data-dir' if purpose == 'data' else '--out-dir'}"
-            ) from None
+                f"this run another {'--data-dir' if purpose == 'data' else '--out-dir'}, or start it with --wait "
+                "to queue behind it"
+            )
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),

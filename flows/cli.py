@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", metavar="N", help="threads or local Dask workers that prepare at once (prepare.workers; "
         "default: this machine's cores)",
     )
+    parser.add_argument(
+        "--wait", action="store_true", help="when another run is writing the run or data folder, wait for it to "
+        "finish instead of stopping at once (served runs wait by default)",
+    )
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints (default)")
     resume.add_argument("--restart", action="store_true", help="start over; the old run folder is moved aside")
@@ -82,6 +86,7 @@ def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
         "overrides": overrides,
         "restart": args.restart,
         "prepare_only": args.prepare_only,
+        "wait": True if args.wait else None,
     }
 
 

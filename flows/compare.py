@@ -75,7 +75,8 @@ from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
 from data.errors import UserError  # noqa: E402
 from flows.cli import run_flow  # noqa: E402
-from flows.curriculum import hold_folder, prepare_stages, served_run_roots  # noqa: E402
+from flows.curriculum import prepare_stages  # noqa: E402
+from flows.run_folders import hold_folder, served_run_roots, waits_for_folders  # noqa: E402
 from flows.temporary_server import use_temporary_server  # noqa: E402
 from tasks.compare import train_arm  # noqa: E402
 from tasks.ui_artifacts import artifact_key, image_markdown, publish_markdown  # noqa: E402
@@ -110,6 +111,7 @@ def compare(
     versus_config_path: str | None = None,
     schedules: str | None = None,
     judge: Literal["raw", "ema"] = "raw",
+    wait: bool | None = None,
 ) -> dict[str, Any]:
     """Train the curriculum and its control arms at matched compute over several seeds, and report which pays.
 
@@ -129,6 +131,8 @@ def compare(
             each, flat under a schedule the baseline of every arm under it; run folders <schedule>/<arm>-seed<k>.
             None: the curriculum's own train.lr_schedule alone (run folders <arm>-seed<k>).
         judge: Judge the arms on the raw weights ("raw") or on their moving average ("ema", needs train.ema).
+        wait: When another run is writing the comparison or data folder, wait for it (queued on a concurrency
+            limit named after the folder) instead of failing at once. Default: served runs wait, CLI runs fail.
     """
     if seeds < 1:
         raise ConfigError(f"seeds={seeds}: give at least 1 (3 or more for a mean ± std worth reading)")
@@ -156,11 +160,12 @@ def compare(
     compare_dir = Path(out_dir or Path("out/compare") / config.name).resolve()
     # Leaving on an exception (Ctrl-C, SIGTERM, a failed arm): every arm in training checkpoints at its next step
     # and stops before the folder is released; a rerun resumes them.
-    with hold_folder(compare_dir, "compare"), stop_on_exit():
+    wait = waits_for_folders(wait)
+    with hold_folder(compare_dir, "compare", wait=wait), stop_on_exit():
         # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.
-        shards = prepare_stages(config)
+        shards = prepare_stages(config, wait=wait)
         # Into the same data folder: a source both curricula read is prepared once.
-        versus_shards = prepare_stages(versus) if versus is not None else None
+        versus_shards = prepare_stages(versus, wait=wait) if versus is not None else None
         mixed = (mixed_record(shards, compare_dir / MIXED_SHARD, config.curriculum.max_block_size)
                  if needs_mixed_shard(config, arm_names) else None)
         plans = plan_arms(config, shards, arm_names, match, mixed, evals, versus=versus, versus_shards=versus_shards)
@@ -273,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one setting of the curriculum, repeatable: --set model.preset=tiny",
     )
+    parser.add_argument("--wait", action="store_true",
+                        help="when another run is writing the comparison or data folder, wait for it to finish "
+                        "instead of stopping at once (served runs wait by default)")
     return parser
 
 
@@ -304,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_code, report = run_flow(
         compare, type=args.type or "simple", config_path=args.config, overrides=overrides, seeds=args.seeds,
         arms=args.arms, match=args.match, out_dir=args.out_dir, evals=args.evals, versus_config_path=args.versus,
-        schedules=args.schedules, judge=args.judge,
+        schedules=args.schedules, judge=args.judge, wait=True if args.wait else None,
     )
     if exit_code:
         return exit_code

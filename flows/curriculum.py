@@ -31,28 +31,25 @@ from typing import Any, Literal  # noqa: E402
 
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.futures import PrefectFuture  # noqa: E402
-from prefect.runtime import deployment, flow_run  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 
-from curriculum.allowed_paths import allowed_roots, check_path, confine_paths  # noqa: E402
+from curriculum.allowed_paths import check_path, confine_paths  # noqa: E402
 from curriculum.config import RunConfig, load_run_config  # noqa: E402
 from curriculum.node_handoff import clear_handoff, wait_for_handoff, write_handoff  # noqa: E402
 from curriculum.plots import LOSS_CURVE_FILE, save_loss_curve  # noqa: E402
 from curriculum.prepare import ShardsRecord  # noqa: E402
 from curriculum.training.ledger import ledger_table, repetition_warnings, token_ledger, write_ledger  # noqa: E402
 from curriculum.training.run_dir import (  # noqa: E402
-    EarlierRunFound,
-    check_run_dir,
     fingerprint_hash,
     git_commit,
     prepare_run_dir,
     read_metrics,
     run_fingerprint,
-    run_owner,
 )
 from curriculum.training.schedule import plan_curriculum  # noqa: E402
 from curriculum.training.stop import stop_on_exit  # noqa: E402
 from curriculum.training.trainer import FINAL_DIR, StageResult, resolve_model_config  # noqa: E402
-from data.folder_lock import folder_lock  # noqa: E402
+from flows.run_folders import check_run_folder, hold_folder, served_run_roots, waits_for_folders  # noqa: E402
 from flows.stage_prep import settle_stage, submit_stage  # noqa: E402
 from tasks.caching import settle_cached, submit_cached, trusted_records  # noqa: E402
 from tasks.runners import prepare_task_runner  # noqa: E402
@@ -84,6 +81,7 @@ def curriculum(
     resume: bool = True,
     restart: bool = False,
     prepare_only: bool = False,
+    wait: bool | None = None,
 ) -> dict[str, Any]:
     """Curriculum pretraining: prepare each stage's data, then train the stages in order.
 
@@ -94,6 +92,8 @@ def curriculum(
         resume: Continue from the run folder's checkpoints; False refuses to touch a folder that has some.
         restart: Start over: the old run folder is moved aside (never deleted).
         prepare_only: Fetch, tokenize and shard every stage, then stop.
+        wait: When another run is writing the run or data folder, wait for it (queued on a concurrency limit
+            named after the folder) instead of failing at once. Default: served runs wait, CLI runs fail.
     """
     roots = served_run_roots()
     if roots is not None and config_path is not None:
@@ -105,10 +105,11 @@ def curriculum(
     if config.train.node_rank > 0 and not prepare_only:
         return follow_node_zero(config)
     several_nodes = config.train.nnodes > 1 and not prepare_only
+    wait = waits_for_folders(wait)
     with contextlib.ExitStack() as locks:
-        # One writer per folder: a second run of the same run folder stops here, before preparing anything.
+        # One writer per folder: a second run of the same run folder stops (or queues) here, before preparing.
         if not prepare_only:
-            locks.enter_context(hold_folder(config.out_dir, "run"))
+            locks.enter_context(hold_folder(config.out_dir, "run", wait=wait))
             # Leaving on an exception (Ctrl-C, SIGTERM, a cancelled run, a failed stage): training checkpoints at
             # its next step and stops before the run folder is released.
             locks.enter_context(stop_on_exit())
@@ -116,13 +117,13 @@ def curriculum(
         if several_nodes:
             clear_handoff(config.out_dir.resolve())
         if prepare_only:
-            shards = prepare_stages(config)
+            shards = prepare_stages(config, wait=wait)
             return {"name": config.name, "shards": [s.model_dump(mode="json") for s in shards]}
         fingerprint = run_fingerprint(config.curriculum, config.model, config.train)
         run_dir = prepare_run_dir(config.out_dir.resolve(), fingerprint, restart=restart, owner=flow_run.get_id())
         # Each stage trains as soon as it and the stage before it are ready, while later stages still prepare.
         shards = []
-        with contextlib.closing(prepared_stages(config)) as prepared:
+        with contextlib.closing(prepared_stages(config, wait=wait)) as prepared:
             ready: Iterable[ShardsRecord] = _kept(prepared, shards)
             if several_nodes:  # the other machines' flows wait for every stage (curriculum/node_handoff.py)
                 get_run_logger().info("train.nnodes>1: training waits until every stage is prepared, then hands "
@@ -159,52 +160,24 @@ def follow_node_zero(config: RunConfig) -> dict[str, Any]:
             "stages": [r.model_dump(mode="json") for r in results], "final": str(run_dir / FINAL_DIR)}
 
 
-def served_run_roots() -> list[Path] | None:
-    """The folders a run started from a deployment may use (curriculum/allowed_paths.py); None for a CLI run."""
-    return allowed_roots() if deployment.get_id() else None  # the server's record of the run, not a parameter
-
-
-def hold_folder(folder: Path, purpose: str) -> contextlib.AbstractContextManager:
-    """The folder locked for this flow run (data/folder_lock.py); FolderLocked names the run that holds it."""
-    return folder_lock(folder, purpose, flow_run_id=flow_run.get_id(), flow_run_name=flow_run.get_name())
-
-
-def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:
-    """Refuse a run folder of other settings before any data is prepared; returns whether to restart.
-
-    A retry of the flow run that created the folder (after a crash) always resumes it: its `restart` or
-    `resume=False` were meant for the folder it found, not for the one it made itself.
-    """
-    run_dir = config.out_dir.resolve()
-    if run_owner(run_dir) == flow_run.get_id():
-        return False
-    if not resume and not restart and (run_dir / "checkpoints").is_dir():
-        raise EarlierRunFound(
-            f"run folder {run_dir} holds checkpoints of an earlier run and resume=False; resume it (the default), "
-            "or start over with --restart (the old folder is moved aside), or choose another --out-dir"
-        )
-    if not restart:
-        check_run_dir(run_dir, run_fingerprint(config.curriculum, config.model, config.train))
-    return restart
-
-
-def prepare_stages(config: RunConfig) -> list[ShardsRecord]:
+def prepare_stages(config: RunConfig, *, wait: bool = False) -> list[ShardsRecord]:
     """fetch -> tokenize -> shard for every stage (each source of a mixed stage as a stage of its own,
     CurriculumStage.components), each step from the cache when its input is unchanged."""
-    return list(prepared_stages(config))
+    return list(prepared_stages(config, wait=wait))
 
 
-def prepared_stages(config: RunConfig) -> Generator[ShardsRecord, None, None]:
+def prepared_stages(config: RunConfig, *, wait: bool = False) -> Generator[ShardsRecord, None, None]:
     """Every stage's steps submitted at once to the run's task runner (prepare.task_runner), so stages prepare
     side by side (flows/stage_prep.py); their records come back in stage order, each as soon as its stage is
     ready (a mixed stage: one per source, CurriculumStage.components). The data folder is locked until the last
-    stage is prepared."""
+    stage is prepared (with `wait`, this run queues for it: flows/run_folders.py)."""
     rows = []
     components = config.components()
     # The runner is left before the stages' threads are joined: when training or a stage fails (or the caller stops
     # early), it cancels what is still queued, and the threads waiting on it end instead of preparing every stage.
-    with hold_folder(config.data_dir, "data"), ThreadPoolExecutor(len(components), thread_name_prefix="stage") as \
-            threads, prepare_task_runner(config.prepare) as runner:
+    with hold_folder(config.data_dir, "data", wait=wait), \
+            ThreadPoolExecutor(len(components), thread_name_prefix="stage") as threads, \
+            prepare_task_runner(config.prepare) as runner:
         records = trusted_records(config.data_dir)
         chains = [submit_stage(threads, runner, records, stage, config) for stage in components]
         for index, chain in enumerate(chains):

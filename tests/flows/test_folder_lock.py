@@ -77,7 +77,7 @@ def test_a_second_lock_in_the_same_process_is_refused_too(tmp_path):
 
 
 @pytest.mark.slow  # two flows/curriculum.py processes
-def test_two_prepare_runs_on_one_data_folder(tmp_path, hub_mirror):
+def test_two_prepare_runs_on_one_data_folder_the_second_refused_a_third_with_wait_queued(tmp_path, hub_mirror):
     config = tmp_path / "one.yaml"
     config.write_text(CONFIG)
     data = tmp_path / "data"
@@ -103,13 +103,28 @@ def test_two_prepare_runs_on_one_data_folder(tmp_path, hub_mirror):
         assert "[Stage 1/1]" not in output, "the second run must stop before preparing anything"
         assert sorted(p.relative_to(data) for p in data.rglob("*")) == files_before
 
+        # With --wait, a third run queues behind the first instead, and prepares once the first has finished.
+        waiting_log = tmp_path / "waiting.log"
+        with open(waiting_log, "w") as log:
+            waiting = subprocess.Popen(command + ["--wait"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       text=True, cwd="/", start_new_session=True)
+        wait_for(lambda: "waiting for the data folder" in waiting_log.read_text() or waiting.poll() is not None,
+                 "the --wait run to say it waits")
+        assert waiting.poll() is None, waiting_log.read_text()
+        said = waiting_log.read_text()
+        assert f"pid {first.pid} on host {socket.gethostname()}" in said and "flow run 'one-prepare-" in said, said
+        assert sorted(p.relative_to(data) for p in data.rglob("*")) == files_before
+
         paused.unlink()  # the first run goes on and finishes
         out, _ = first.communicate(timeout=300)
         assert first.returncode == 0, out
+        assert waiting.wait(timeout=300) == 0, waiting_log.read_text()
+        assert "[Stage 1/1]" in waiting_log.read_text()
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
+        for process in [first, *([waiting] if "waiting" in locals() else [])]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     for split in ("train", "val"):
         assert read_shard(data / f"{split}_warmup_pretrain.bin").n_tokens > 0
     assert not [p for p in data.rglob("*") if ".tmp-" in p.name]
