@@ -42,11 +42,16 @@ def arm_stage_data(plan: ArmPlan, stage_index: int, judge: ArmPlan) -> StageData
 
 
 @task(name="train-arm", task_run_name="train-{plan.arm}-{plan.train.lr_schedule}-seed{k}", log_prints=True)
-def train_arm(plan: ArmPlan, k: int, seed: int, judge: ArmPlan, run_dir: Path) -> list[StageResult]:
+def train_arm(plan: ArmPlan, k: int, seed: int, judge: ArmPlan, run_dir: Path,
+              mlflow_parent_run_id: str | None = None) -> list[StageResult]:
     """Every stage of the arm, in order, evaluated on the val sets of the curriculum arm `judge`; finished
     stages (a resumed comparison) return at once from their end checkpoints. Nothing is cached by Prefect: the
-    run folder is the record of what is done."""
-    train = plan.train.model_copy(update={"seed": seed, "out_dir": run_dir})
+    run folder is the record of what is done. `mlflow_parent_run_id`: the comparison's MLflow run, of which the
+    arm's run is a child (with mlflow in train.loggers)."""
+    update: dict[str, object] = {"seed": seed, "out_dir": run_dir}
+    if mlflow_parent_run_id is not None:
+        update["mlflow_parent_run_id"] = mlflow_parent_run_id
+    train = plan.train.model_copy(update=update)
     last = judge.stages[-1].shards[-1]
     vocab = {"tokenizer": last.tokenizer, "vocab_size": last.vocab_size}
     return [

@@ -40,6 +40,7 @@ pytest_plugins = [
     "tests.support.serving",  # served
     "tests.support.runs",  # prepared_run, trained_run (served ones)
     "tests.support.monitor_demo",  # monitored_run
+    "tests.support.mlflow_server",  # mlflow_server, hanging_server
 ]
 
 

@@ -12,6 +12,8 @@
     run_dir.py     the run folder: fingerprint, metrics.jsonl, runtime.jsonl
     device.py      device, dtype and thread settings, resolved once
     progress.py    the terminal's progress bar per stage
+    trackers.py    train.loggers: every metrics row also to TensorBoard and MLflow, on threads that never
+                   hold training up; tensorboard_tracker.py and mlflow_tracker.py are the two trackers
     faults.py      a test-only pause point, so tests can kill training at an exact moment
 
 Importing this package imports no torch; its modules that train do.

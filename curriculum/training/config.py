@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+# Experiment trackers every metrics row also goes to (train.loggers; curriculum/training/trackers.py).
+LOGGERS = ("tensorboard", "mlflow")
 
 # Fields that change where and how often things are written or measured, never the trained weights:
 # a run may be resumed with other values of these. Every other field is part of the run's fingerprint.
@@ -15,6 +27,8 @@ BOOKKEEPING_FIELDS = frozenset(
         # How many processes train, and where: the data order is global, so any world size continues a run.
         "nproc", "nnodes", "node_rank", "rdzv_endpoint", "threads", "dist_timeout_s",
         "max_repetition",  # only warns
+        # Where metrics rows are also sent: experiment trackers (curriculum/training/trackers.py).
+        "loggers", "mlflow_tracking_uri", "mlflow_experiment", "mlflow_parent_run_id",
     }
 )
 
@@ -91,6 +105,41 @@ class TrainConfig(BaseModel):
         None, description="CPU threads per training process; default: torch's own with one process, "
         "cores / nproc with several."
     )
+
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(
+        [],
+        description="Experiment trackers that every metrics row also goes to, step = the run's iteration "
+        "(iter_num): 'tensorboard' (event files in <run folder>/tensorboard) and 'mlflow' (one MLflow run per run "
+        "folder, continued on resume). A tracker that fails or hangs is warned about once; training goes on. "
+        "Needs the trackers extra (pip install -e '.[trackers]').",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server or store, e.g. http://127.0.0.1:5000; default: the "
+        "MLFLOW_TRACKING_URI environment variable, else MLflow's own default (sqlite:///mlflow.db in the working "
+        "folder)."
+    )
+    mlflow_experiment: str | None = Field(
+        None, description="MLflow experiment of the run; default: MLFLOW_EXPERIMENT_NAME, else 'curriculum'."
+    )
+    mlflow_parent_run_id: str | None = Field(
+        None, description="An MLflow run that this run's MLflow run is a child of (compare sets it to the "
+        "comparison's run, so each arm is nested under it)."
+    )
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _known_loggers(cls, value: Any) -> Any:
+        # `--set train.loggers=tensorboard,mlflow` gives one string: the names, comma-separated.
+        names = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            return value  # pydantic names what a list was expected to be
+        for name in names:
+            if name not in LOGGERS:
+                raise ValueError(
+                    f"unknown logger {name!r} in train.loggers; allowed: {', '.join(LOGGERS)} "
+                    "(e.g. --set train.loggers=[tensorboard,mlflow]; an empty list logs to none)"
+                )
+        return list(dict.fromkeys(names))  # each tracker once
 
     @model_validator(mode="after")
     def _processes_fit(self) -> TrainConfig:

@@ -6,6 +6,8 @@
     <run_dir>/token_ledger.json per stage and source: tokens planned and trained, epochs realised (ledger.py)
     <run_dir>/checkpoints/...   see curriculum/training/checkpoints.py
     <run_dir>/final/            the last stage's weights and config.json, for sampling and evaluation
+    <run_dir>/tensorboard/      with train.loggers: TensorBoard event files (tensorboard_tracker.py)
+    <run_dir>/mlflow_run.json   with train.loggers: the MLflow run this folder logs to (mlflow_tracker.py)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ train_stage = resolve_stage_start (every check, nothing written) + run_stage (fr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from curriculum.training.run_dir import (
 from curriculum.training.schedule import StagePlan, plan_curriculum, stage_schedule
 from curriculum.training.stage_loop import StageRun, now
 from curriculum.training.stop import training_loop
+from curriculum.training.trackers import check_trackers_installed, stage_trackers
 from curriculum.training.types import (  # noqa: F401  (re-exported: the trainer's public types)
     CheckpointInfo,
     EvalSet,
@@ -106,8 +108,14 @@ def train_stage(
                 copy_pretrained(start.finished, run_dir / FINAL_DIR)
         distributed.barrier()
         return StageResult.from_checkpoint(start.finished)
-    with training_loop():  # a flow leaving on an exception waits for this stage to checkpoint and stop
-        return run_stage(start, train_cfg, run_dir, expect_tokenizer, listener or TrainListener())
+    # Rank 0 alone sends the rows to train.loggers' trackers, as it alone writes metrics.jsonl.
+    tracking = (stage_trackers(train_cfg, run_dir, curriculum=curriculum, model_cfg=start.model_cfg,
+                               fingerprint=start.fingerprint, stage=start.stage.name, last_stage=start.is_last)
+                if distributed.is_writer() else contextlib.nullcontext(TrainListener()))
+    # A flow leaving on an exception waits for this stage to checkpoint and stop.
+    with training_loop(), tracking as trackers:
+        return run_stage(start, train_cfg, run_dir, expect_tokenizer,
+                         TrainListeners([listener or TrainListener(), trackers]))
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,7 @@ def resolve_stage_start(
     if not 0 <= stage_index < n_stages:
         raise IndexError(f"stage_index={stage_index} is out of range: the curriculum has stages 0..{n_stages - 1}")
     model_cfg = resolve_model_config(curriculum, model_cfg)
+    check_trackers_installed(train_cfg.loggers)
     fingerprint = run_fingerprint(curriculum, model_cfg, train_cfg)
     check_run_dir(run_dir, fingerprint)
     plans = plan_curriculum(curriculum, train_tokens, train_cfg, upto=stage_index)
