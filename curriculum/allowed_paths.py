@@ -1,7 +1,8 @@
 """Confinement of a served run's paths: parameters may only name folders under the roots the operator allowed.
 
 Whoever can start a deployment run chooses its parameters, and a path among them (`config_path`, `data_dir`,
-`out_dir`, a stage's `files`, `paths`, `urls_file`, a dataset folder) would let the worker read, overwrite
+`out_dir`, a stage's path options as its kind lists them in curriculum/sources.py: `files`, `paths`, `urls_file`, a
+dataset folder) would let the worker read, overwrite
 or move (`restart`) any folder it can reach. A served run therefore checks every such path, after resolving
 symlinks and `..`, against the serving folder and the roots given to `deployments/serve.py --allow-path`.
 A run from the command line is the user's own and is not confined.
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from curriculum.config import ConfigError, RunConfig
-from curriculum.stages import source_kind
+from curriculum.sources import kind_named
 
 # Set by deployments/serve.py in its own environment, which the runs it starts inherit: a run's parameters
 # cannot change it. os.pathsep-separated absolute folders.
@@ -65,13 +66,14 @@ def config_paths(config: RunConfig) -> Iterator[tuple[str, str]]:
         yield "data.hub_mirror", str(config.data.hub_mirror)
     for stage in config.components():  # a mixed stage's sources each as a stage
         prefix = f"stages.{stage.name}"
-        for index, location in enumerate(stage.files or ()):
-            yield f"{prefix}.files[{index}]", glob_base(location)
-        for index, location in enumerate(stage.paths):
-            yield f"{prefix}.paths[{index}]", location
-        if stage.urls_file:
-            yield f"{prefix}.urls_file", stage.urls_file
-        if source_kind(stage.data_key) == "hugging-face" and _names_a_folder(stage.data_key):
+        kind = kind_named(stage.data_key)
+        for option in kind.paths:  # the registry's path options of the stage's kind (curriculum/sources.py)
+            value = getattr(stage, option)
+            if isinstance(value, str):
+                yield f"{prefix}.{option}", glob_base(value)
+            for index, location in enumerate(value if isinstance(value, list) else ()):
+                yield f"{prefix}.{option}[{index}]", glob_base(location)
+        if kind.key_is_path and _names_a_folder(stage.data_key):
             yield f"{prefix}.dataset_key", stage.data_key
             if config.data.hub_mirror is not None:  # a key that is no folder here is looked up under the mirror
                 yield f"{prefix}.dataset_key", str(Path(config.data.hub_mirror).expanduser() / stage.data_key)

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
+from curriculum.sources import kind_named
+from curriculum.stages import CurriculumStage
 from curriculum.training.faults import pause_point
 from data.atomic import sha256_file
 from data.checksums import json_sha256
@@ -27,7 +28,6 @@ from data.errors import UserError
 from data.hf_reader import HuggingFaceReader
 from data.shards import ShardError, read_header, read_shard
 from data.split import write_split_shards
-from data.text_files import TextFilesReader
 from data.tokenize import merge_token_files, row_group_chunks, tokenize_documents
 from data.web.config import ScrapeConfig
 
@@ -40,27 +40,8 @@ def work_dir(data_cfg: DataConfig, stage: CurriculumStage) -> Path:
 
 
 def make_reader(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:
-    if stage.data_key == LOCAL_FILES:
-        return TextFilesReader(stage.files, stage=stage.name)
-    if stage.data_key == CUSTOM_SCRAPE:
-        from data.web.source import WebReader
-
-        return WebReader(
-            urls=stage.urls,
-            urls_file=stage.urls_file,
-            paths=stage.paths,
-            config=scrape_cfg,
-            cache_dir=data_cfg.resolved_data_dir / "web-cache",
-            report_path=data_cfg.resolved_data_dir / "reports" / f"crawl_{stage.name}.json",
-        )
-    return HuggingFaceReader(
-        stage.data_key,
-        split=stage.split,
-        text_field=stage.text_field,
-        revision=stage.revision,
-        n_items=stage.n_items,
-        mirror=data_cfg.hub_mirror,
-    )
+    """The reader of the stage's kind of source (curriculum/sources.py)."""
+    return kind_named(stage.data_key).reader(stage, data_cfg, scrape_cfg)
 
 
 def pin_hub_commit(stage: CurriculumStage, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> CurriculumStage:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from curriculum.config import RunConfig
-from curriculum.stages import CUSTOM_SCRAPE, LOCAL_FILES, CurriculumStage
+from curriculum.sources import CUSTOM_SCRAPE, LOCAL_FILES
+from curriculum.stages import CurriculumStage
 
 # Freely licensed long-form pages and PDFs; users edit this list (or point urls_file elsewhere).
 DEFAULT_URLS_FILE = Path(__file__).with_name("default_urls.txt")

@@ -8,20 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-LOCAL_FILES = "local-files"
-CUSTOM_SCRAPE = "custom-scrape"
-# Any other dataset_key is a Hugging Face dataset: a hub id ("org/name"), a dataset folder or a
-# `save_to_disk` folder. These option names belong to one kind of source each; setting one on a
-# stage of another kind is a mistake we report instead of ignoring.
-SOURCE_OPTIONS = {
-    "hugging-face": ("text_field", "split", "revision"),
-    LOCAL_FILES: ("files",),
-    CUSTOM_SCRAPE: ("urls", "urls_file", "paths"),
-}
+from curriculum.sources import CUSTOM_SCRAPE, KINDS, LOCAL_RECORDS, SOURCE_FIELDS, keys_summary, kind_named, kinds_with
+
+# Every dataset_key other than the kinds' names (curriculum/sources.py) is a Hugging Face dataset: a hub id
+# ("org/name"), a dataset folder or a `save_to_disk` folder. An option of one kind set on a stage of another kind
+# is a mistake we report instead of ignoring.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-# Where a stage's input lives on this machine. Cache keys and run fingerprints use the content instead.
-LOCATION_FIELDS = ("files", "urls_file", "paths")
-SOURCE_FIELDS = tuple(option for options in SOURCE_OPTIONS.values() for option in options)
 
 
 def artifact_name(name: str) -> str:
@@ -31,8 +23,8 @@ def artifact_name(name: str) -> str:
 
 
 def source_kind(dataset_key: str) -> str:
-    """`local-files`, `custom-scrape` or `hugging-face` (everything else)."""
-    return dataset_key if dataset_key in (LOCAL_FILES, CUSTOM_SCRAPE) else "hugging-face"
+    """The name of the kind a dataset_key selects (curriculum/sources.py): `hugging-face` for any key not a kind's."""
+    return kind_named(dataset_key).name
 
 
 class StageSource(BaseModel):
@@ -44,8 +36,7 @@ class StageSource(BaseModel):
     name: str | None = Field(
         None, pattern=NAME_PATTERN, description="Label in the source's file names; default s1, s2, ... in order."
     )
-    dataset_key: str = Field(min_length=1, description="As a stage's: a Hugging Face id or folder, 'local-files' "
-                             "or 'custom-scrape'.")
+    dataset_key: str = Field(min_length=1, description=f"As a stage's: {keys_summary()}.")
     weight: float = Field(gt=0, allow_inf_nan=False, description="Share of the stage's training windows, relative "
                           "to the other sources' weights.")
     n_items: PositiveInt | None = None
@@ -53,6 +44,7 @@ class StageSource(BaseModel):
     split: str = Field("train", min_length=1)
     revision: str | None = None
     files: list[str] | None = None
+    id_field: str | None = Field(None, min_length=1)
     urls: list[str] = Field(default_factory=list)
     urls_file: str | None = None
     paths: list[str] = Field(default_factory=list)
@@ -76,7 +68,7 @@ class CurriculumStage(BaseModel):
     dataset_key: str | None = Field(
         None,
         min_length=1,
-        description="A Hugging Face dataset id or folder, 'local-files' or 'custom-scrape' (or give `sources`).",
+        description=f"{keys_summary()[0].upper()}{keys_summary()[1:]} (or give `sources`).",
     )
     sources: list[StageSource] | None = Field(
         None, min_length=1, description="A mixture instead of one dataset_key: sources with weights."
@@ -102,13 +94,19 @@ class CurriculumStage(BaseModel):
         "schedule (the default), 'rewarm' (a linear warmup over train.warmup_iters back to it) or 'anneal' (decay "
         "linearly to train.min_lr over this stage).",
     )
-    # Hugging Face options
-    text_field: str = Field("text", min_length=1, description="Column that holds the document text.")
+    # Hugging Face options (text_field also local-records')
+    text_field: str = Field("text", min_length=1, description="Column (Hugging Face) or record field "
+                            "(local-records) that holds the document text.")
     split: str = Field("train", min_length=1, description="Dataset split to read.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
-    # local-files options
+    # local-files and local-records options
     files: list[str] | None = Field(
-        None, description="Folders, files or globs of .txt files; default: the 'files/' folder."
+        None, description="Folders, files or globs: of .txt files (local-files; default: the 'files/' folder), or "
+        "of .jsonl and .parquet files (local-records)."
+    )
+    id_field: str | None = Field(
+        None, min_length=1, description="local-records: the record field that holds a document's id; default "
+        "<file name>#<record number>."
     )
     # custom-scrape options
     urls: list[str] = Field(default_factory=list, description="Pages and PDFs to fetch.")
@@ -197,8 +195,8 @@ class CurriculumStage(BaseModel):
         if self.sources is None:
             if self.dataset_key is None:
                 raise ValueError(
-                    f"stage {self.name!r} reads nothing: give dataset_key (a Hugging Face id or folder, 'local-files' "
-                    "or 'custom-scrape') or sources (a list of them, each with a weight)"
+                    f"stage {self.name!r} reads nothing: give dataset_key ({keys_summary()}) or sources (a list of "
+                    "them, each with a weight)"
                 )
             return self
         given = [option for option in ("dataset_key", "n_items", *SOURCE_FIELDS)
@@ -219,18 +217,22 @@ class CurriculumStage(BaseModel):
         if self.sources is not None:
             return self
         kind = self.source_kind
-        for other_kind, options in SOURCE_OPTIONS.items():
-            if other_kind == kind:
+        for option in SOURCE_FIELDS:
+            if option in KINDS[kind].options:
                 continue
-            for option in options:
-                # Compared with the default, not with "was it given": a dumped and reloaded stage
-                # carries every field, and a default value never configures anything.
-                if getattr(self, option) != type(self).model_fields[option].get_default(call_default_factory=True):
-                    raise ValueError(
-                        f"option {option!r} belongs to {other_kind} stages, but stage {self.name!r} has "
-                        f"dataset_key={self.dataset_key!r}; options for this stage: "
-                        f"{', '.join(SOURCE_OPTIONS[kind]) or 'none'}"
-                    )
+            # Compared with the default, not with "was it given": a dumped and reloaded stage
+            # carries every field, and a default value never configures anything.
+            if getattr(self, option) != type(self).model_fields[option].get_default(call_default_factory=True):
+                raise ValueError(
+                    f"option {option!r} belongs to {' and '.join(kinds_with(option))} stages, but stage "
+                    f"{self.name!r} has dataset_key={self.dataset_key!r}; options for this stage: "
+                    f"{', '.join(KINDS[kind].options) or 'none'}"
+                )
+        if kind == LOCAL_RECORDS and not self.files:
+            raise ValueError(
+                f"stage {self.name!r} (local-records) has nothing to read: give 'files' (.jsonl or .parquet files, "
+                "folders or globs) and, if the text is not in a field named 'text', 'text_field'"
+            )
         if kind == CUSTOM_SCRAPE and not (self.urls or self.urls_file or self.paths):
             raise ValueError(
                 f"stage {self.name!r} (custom-scrape) has nothing to read: give 'urls', 'urls_file' "

@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from curriculum.prepare import DocumentsRecord, fetch_stage, make_reader, work_dir
-from curriculum.stages import CUSTOM_SCRAPE, CurriculumStage
+from curriculum.sources import CUSTOM_SCRAPE
+from curriculum.stages import CurriculumStage
 from data.atomic import sha256_file
 from data.config import DataConfig
 from data.web.batches import BatchReplay, WebBatch, batch_name, plan_batches, read_batch

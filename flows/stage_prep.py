@@ -32,7 +32,8 @@ from curriculum.prepare import (
     tokenize_plan,
 )
 from curriculum.prepare_config import threads_per_task
-from curriculum.stages import CUSTOM_SCRAPE, CurriculumStage
+from curriculum.sources import CUSTOM_SCRAPE
+from curriculum.stages import CurriculumStage
 from curriculum.summary import stage_data_summary, stage_header
 from curriculum.web_batches import WebBatchRecord, web_batch_plan
 from data.config import DataConfig

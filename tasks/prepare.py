@@ -24,6 +24,7 @@ from curriculum.prepare import (
 from curriculum.prepare import (
     tokenize_chunk as tokenize_chunk_step,
 )
+from curriculum.sources import READER_CODE, kind_named
 from curriculum.stages import CurriculumStage
 from curriculum.web_batches import WebBatchRecord, fetch_batched_stage, fetch_web_batch
 from data.config import DataConfig
@@ -38,16 +39,13 @@ from tasks.ui_publish import prepare_progress
 # or is a test's pause point (curriculum.training.faults). A custom-scrape stage's fetch is never cached (its
 # identity is None: only fetching tells whether the web changed), so the crawler (data.web, data.extract,
 # curriculum.web_batches) is in no key.
-FETCH_CODE = ("tasks.prepare", "curriculum.prepare", "curriculum.stages", "data.documents", "data.hf_reader",
-              "data.text_files", "data.text_cleanup", "data.extract.charset", "data.atomic")
+FETCH_CODE = ("tasks.prepare", "curriculum.prepare", "curriculum.stages", "curriculum.sources", "data.documents",
+              "data.atomic", *READER_CODE)
 TOKENIZE_CODE = ("tasks.prepare", "curriculum.prepare", "data.tokenize", "data.shards", "data.atomic")
 SHARD_CODE = ("tasks.prepare", "curriculum.prepare", "curriculum.stages", "data.split", "data.tokenize", "data.shards",
               "data.documents", "data.atomic", "data.checksums")
 
 # `run` (the run name) only names the progress artifacts: it is not part of any cache key.
-# Settings that change which documents a stage reads. Where the input lives (a folder given as the
-# dataset_key, files, paths) is not among them: the source's fingerprint hashes what the files hold.
-_FETCH_FIELDS = ("n_items", "split", "text_field", "revision")
 
 
 def _worth_retrying(error: BaseException) -> bool:
@@ -61,7 +59,10 @@ def _fetch_identity(parameters: dict[str, Any]) -> Any:
     fingerprint = make_reader(stage, parameters["data"], parameters["scrape"]).fingerprint()
     if fingerprint is None:
         return None  # a crawl: fetch always runs; tokenize caches on the fetched content instead
-    return [stage.source_kind, stage.model_dump(mode="json", include=set(_FETCH_FIELDS)), fingerprint]
+    # The settings that change which documents the stage reads (its kind's `content`). Where the input lives (a
+    # folder given as the dataset_key, files, paths) is not among them: the fingerprint hashes what it holds.
+    content = set(kind_named(stage.data_key).content)
+    return [stage.source_kind, stage.model_dump(mode="json", include=content), fingerprint]
 
 
 @task(

@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from curriculum.compare.flops import flops_per_token
 from curriculum.config import ConfigError, RunConfig
 from curriculum.prepare import ShardsRecord
-from curriculum.stages import SOURCE_FIELDS, Curriculum, CurriculumStage, StageSource
+from curriculum.sources import SOURCE_FIELDS
+from curriculum.stages import Curriculum, CurriculumStage, StageSource
 from curriculum.training.config import TrainConfig
 from curriculum.training.schedule import StagePlan, plan_curriculum, stage_batch_size
 from model.config import ModelConfig

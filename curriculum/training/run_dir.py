@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from curriculum.stages import LOCATION_FIELDS, Curriculum, CurriculumStage
+from curriculum.sources import LOCATION_FIELDS
+from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training.config import BOOKKEEPING_FIELDS, TrainConfig
 from data.atomic import atomic_write_text
 from data.checksums import json_sha256
@@ -67,10 +68,11 @@ def _fingerprint_exclude(stage: CurriculumStage) -> dict[str, Any]:
     """Locations (the stage's and each source's), and stage fields added after run folders existed while they
     are unset, so older folders still resume."""
     exclude: dict[str, Any] = {name: True for name in LOCATION_FIELDS}
-    exclude |= {name: True for name in ("max_iters", "tokens", "batch_size", "lr", "sources")
+    exclude |= {name: True for name in ("max_iters", "tokens", "batch_size", "lr", "sources", "id_field")
                 if getattr(stage, name) is None}
     if stage.sources:
-        exclude["sources"] = {"__all__": set(LOCATION_FIELDS)}
+        exclude["sources"] = {index: set(LOCATION_FIELDS) | ({"id_field"} if source.id_field is None else set())
+                              for index, source in enumerate(stage.sources)}
     return exclude
 
 

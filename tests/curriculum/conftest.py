@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from curriculum.stages import LOCAL_FILES, Curriculum, CurriculumStage  # noqa: E402
+from curriculum.sources import LOCAL_FILES  # noqa: E402
+from curriculum.stages import Curriculum, CurriculumStage  # noqa: E402
 from curriculum.training.config import TrainConfig  # noqa: E402
 from curriculum.training.types import TrainListener  # noqa: E402
 from data.shards import ShardWriter  # noqa: E402

@@ -1,0 +1,172 @@
+"""The `local-records` source: JSON Lines (.jsonl) and Parquet (.parquet) files, one document per record.
+
+Each record's `text_field` is a document's text; its `id_field` (when given) the document's id, else
+`<file name>#<record number>`. Files come from folders (every .jsonl and .parquet under them), files or globs, in
+sorted order. A record that is not a JSON object, whose text is missing, empty or not a string, is skipped and
+counted with its reason; a text field that no record of a file has is a mistake in the config, and stops the fetch
+naming the fields the file's records do have.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from data.documents import Document, SkipReport
+from data.errors import UserError
+from data.text_cleanup import normalize_newlines
+
+SUFFIXES = (".jsonl", ".parquet")
+BATCH_ROWS = 1024  # Parquet rows read at a time: memory stays bounded whatever the file's size
+
+
+class NoRecordFiles(UserError, FileNotFoundError):
+    """The configured locations hold no .jsonl or .parquet file."""
+
+
+class MissingField(UserError, KeyError):
+    """A file's records have no field of the configured name; the message lists the fields they have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def find_record_files(locations: list[str] | tuple[str, ...]) -> list[Path]:
+    """Every .jsonl and .parquet file under the given folders, files and globs, sorted, without repeats."""
+    found: dict[Path, None] = {}
+    for location in locations:
+        path = Path(location).expanduser()
+        if glob.has_magic(location):
+            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
+        elif path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES)
+        else:
+            matches = [path] if path.exists() else []
+        for match in matches:
+            if match.is_file() and match.suffix.lower() in SUFFIXES:
+                found.setdefault(match.resolve(), None)
+    return list(found)
+
+
+class RecordsReader:
+    """Reads documents from local JSON Lines and Parquet files (module docstring)."""
+
+    def __init__(self, locations: list[str] | None, *, text_field: str = "text", id_field: str | None = None,
+                 stage: str = "local-records"):
+        self.locations = list(locations or ())
+        self.text_field = text_field
+        self.id_field = id_field
+        self.stage = stage
+        self._files: list[Path] | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        if self._files is None:
+            self._files = find_record_files(self.locations)
+            if not self._files:
+                raise NoRecordFiles(
+                    f"stage {self.stage!r} (local-records) found no .jsonl or .parquet files in {self.locations}; "
+                    f"give `files:` (folders, files or globs), e.g. --set 'stages.{self.stage}.files=[corpus/*.jsonl]'"
+                )
+        return self._files
+
+    def fingerprint(self) -> str:
+        """Hash of each file's name and bytes (the fields read are in the fetch step's key beside it)."""
+        digest = hashlib.sha256()
+        for path in self.files:
+            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()
+
+    def documents(self, report: SkipReport) -> Iterator[Document]:
+        for path in self.files:
+            records = _parquet_records(path, self) if path.suffix.lower() == ".parquet" else _jsonl_records(path)
+            yield from self._documents_of(path, records, report)
+
+    def _documents_of(self, path: Path, records: Iterator[tuple[int, Any]], report: SkipReport) -> Iterator[Document]:
+        seen_text_field, fields_seen = False, set[str]()
+        skipped_missing: list[str] = []
+        for number, record in records:
+            where = f"{path}:{number}"
+            if isinstance(record, _Unreadable):
+                report.skip(where, "unreadable", record.reason)
+                continue
+            if not isinstance(record, dict):
+                report.skip(where, "not an object", f"a {type(record).__name__}, not a JSON object")
+                continue
+            fields_seen.update(record)
+            if self.text_field not in record:
+                skipped_missing.append(where)
+                continue
+            seen_text_field = True
+            text = record[self.text_field]
+            if text is None:
+                report.skip(where, "empty", f"{self.text_field!r} is null")
+                continue
+            if not isinstance(text, str):
+                report.skip(where, "not text", f"{self.text_field!r} is a {type(text).__name__}")
+                continue
+            text = normalize_newlines(text).strip()
+            if not text:
+                report.skip(where, "empty")
+                continue
+            yield Document(id=self._id(path, number, record), text=text)
+        if skipped_missing and not seen_text_field:
+            raise MissingField(
+                f"stage {self.stage!r} (local-records): the records of {path} have no field {self.text_field!r}; "
+                f"their fields: {', '.join(sorted(fields_seen)) or 'none'}. Set text_field to the one that holds "
+                f"the text: text_field: NAME in the stage, or --set stages.{self.stage}.text_field=NAME"
+            )
+        for where in skipped_missing:
+            report.skip(where, "no text field", f"the record has no {self.text_field!r}")
+
+    def _id(self, path: Path, number: int, record: dict[str, Any]) -> str:
+        if self.id_field is not None and record.get(self.id_field) not in (None, ""):
+            return str(record[self.id_field])
+        return f"{path.name}#{number}"
+
+
+class _Unreadable:
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, the parsed record) for every non-blank line; a line that is no JSON as _Unreadable."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError alike
+                yield number, _Unreadable(f"not JSON: {error}")
+
+
+def _parquet_records(path: Path, reader: RecordsReader) -> Iterator[tuple[int, Any]]:
+    """(row number, {field: value}) with the text and id columns only; a file without either column is the
+    config's mistake (MissingField names its columns)."""
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if reader.text_field not in names:
+        raise MissingField(
+            f"stage {reader.stage!r} (local-records): {path} has no column {reader.text_field!r}; its columns: "
+            f"{', '.join(sorted(names)) or 'none'}. Set text_field to the one that holds the text: text_field: NAME "
+            f"in the stage, or --set stages.{reader.stage}.text_field=NAME"
+        )
+    if reader.id_field is not None and reader.id_field not in names:
+        raise MissingField(
+            f"stage {reader.stage!r} (local-records): {path} has no column {reader.id_field!r} (id_field); its "
+            f"columns: {', '.join(sorted(names))}. Set id_field to one of them, or leave it unset (<file>#<row>)"
+        )
+    columns = [reader.text_field] + ([reader.id_field] if reader.id_field is not None else [])
+    number = 0
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
