@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curriculum.prepare_config import PrepareConfig
+from curriculum.preset_sections import PRESET_SECTIONS
 from curriculum.stages import NAME_PATTERN, Curriculum
 from curriculum.training.config import TrainConfig
 from curriculum.training.schedule import check_batch_sizes, check_lr_transitions
@@ -79,20 +80,17 @@ def load_run_config(
     Overrides are `section.key=value` strings (the CLI's `--set`) or a mapping of dotted keys
     to values (deployment parameters). `stages.<name>.<field>` addresses one stage by name.
     """
-    from curriculum.presets import PRESETS
-
     if config_path is not None:
         raw = _read_yaml(Path(config_path))
         raw.setdefault("name", Path(config_path).stem)
     else:
         type = type or "simple"
-        if type not in PRESETS:
+        if type not in PRESET_SECTIONS:
             raise ConfigError(
-                f"unknown curriculum type {type!r}; choose one of: {', '.join(PRESETS)} "
+                f"unknown curriculum type {type!r}; choose one of: {', '.join(PRESET_SECTIONS)} "
                 "(or give a YAML file with --config)"
             )
-        raw = PRESETS[type]().model_dump(mode="json", exclude_unset=True)
-        raw["name"] = type
+        raw = PRESET_SECTIONS[type]()  # the same raw sections a YAML file gives; validated once, below
     if isinstance(overrides, Mapping):
         pairs = list(overrides.items())
     else:

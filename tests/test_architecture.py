@@ -62,3 +62,48 @@ def test_prefect_only_in_the_top_layers():
         if "prefect" in imported_modules(path)
     ]
     assert not offenders, f"Prefect belongs in {sorted(PREFECT_PACKAGES)} only: {offenders}"
+
+
+PROJECT_PACKAGES = ("flows", "tasks", "curriculum", "data", "model", "deployments")
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for package in PROJECT_PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+def project_imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `path` imports anywhere in it: at the top, in a function (a lazy import) or under
+    TYPE_CHECKING; `from package import module` counts as importing the module."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                found.add(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module)
+    return found & set(modules)
+
+
+def test_no_import_cycle_not_even_through_a_lazy_import():
+    modules = project_modules()
+    graph = {name: project_imports(path, modules) - {name} for name, path in modules.items()}
+    cycles, done = [], set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append(trail[trail.index(name):] + [name])
+            return
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles[:5])
