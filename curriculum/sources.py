@@ -55,7 +55,8 @@ def _local_files(stage: Any, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> 
 def _local_records(stage: Any, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:
     from data.records import RecordsReader
 
-    return RecordsReader(stage.files, text_field=stage.text_field, id_field=stage.id_field, stage=stage.name)
+    return RecordsReader(stage.files, text_field=stage.text_field, id_field=stage.id_field, stage=stage.name,
+                         exclude=(data_cfg.resolved_data_dir,))
 
 
 def _custom_scrape(stage: Any, data_cfg: DataConfig, scrape_cfg: ScrapeConfig) -> Source:

@@ -110,7 +110,7 @@ def folder_lock(
                 f"the {purpose} folder {folder.resolve()} is in use by {describe_holder(holder)}: two runs writing "
                 "one folder would spoil each other's files. Wait for that run to finish (or cancel it), or give "
                 f"this run another {'--data-dir' if purpose == 'data' else '--out-dir'}, or start it with --wait "
-                "to queue behind it"
+                "to queue behind it (a deployment run: the parameter wait=true)"
             )
         holder = {
             "pid": os.getpid(),

@@ -12,15 +12,19 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from data.atomic import sha256_file
 from data.documents import Document, SkipReport
 from data.errors import UserError
 from data.text_cleanup import normalize_newlines
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".parquet")
 BATCH_ROWS = 1024  # Parquet rows read at a time: memory stays bounded whatever the file's size
@@ -58,8 +62,10 @@ class RecordsReader:
     """Reads documents from local JSON Lines and Parquet files (module docstring)."""
 
     def __init__(self, locations: list[str] | None, *, text_field: str = "text", id_field: str | None = None,
-                 stage: str = "local-records"):
+                 stage: str = "local-records", exclude: tuple[Path, ...] = ()):
+        """`exclude`: folders never read (the data folder: its documents files are Parquet too)."""
         self.locations = list(locations or ())
+        self.exclude = tuple(Path(folder).resolve() for folder in exclude)
         self.text_field = text_field
         self.id_field = id_field
         self.stage = stage
@@ -68,7 +74,12 @@ class RecordsReader:
     @property
     def files(self) -> list[Path]:
         if self._files is None:
-            self._files = find_record_files(self.locations)
+            found = find_record_files(self.locations)
+            self._files = [path for path in found if not any(path.is_relative_to(folder) for folder in self.exclude)]
+            if len(self._files) < len(found):
+                log.warning("stage %r (local-records): %d file(s) under the data folder %s left out (the pipeline's "
+                            "own files, not the corpus)", self.stage, len(found) - len(self._files),
+                            ", ".join(map(str, self.exclude)))
             if not self._files:
                 raise NoRecordFiles(
                     f"stage {self.stage!r} (local-records) found no .jsonl or .parquet files in {self.locations}; "
@@ -80,7 +91,7 @@ class RecordsReader:
         """Hash of each file's name and bytes (the fields read are in the fetch step's key beside it)."""
         digest = hashlib.sha256()
         for path in self.files:
-            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+            digest.update(path.name.encode() + b"\0" + bytes.fromhex(sha256_file(path)))  # streamed: any size
         return digest.hexdigest()
 
     def documents(self, report: SkipReport) -> Iterator[Document]:
@@ -89,8 +100,8 @@ class RecordsReader:
             yield from self._documents_of(path, records, report)
 
     def _documents_of(self, path: Path, records: Iterator[tuple[int, Any]], report: SkipReport) -> Iterator[Document]:
-        seen_text_field, fields_seen = False, set[str]()
-        skipped_missing: list[str] = []
+        had_text = had_id = False
+        fields_seen: set[str] = set()
         for number, record in records:
             where = f"{path}:{number}"
             if isinstance(record, _Unreadable):
@@ -100,10 +111,11 @@ class RecordsReader:
                 report.skip(where, "not an object", f"a {type(record).__name__}, not a JSON object")
                 continue
             fields_seen.update(record)
+            had_id = had_id or (self.id_field in record)
             if self.text_field not in record:
-                skipped_missing.append(where)
+                report.skip(where, "no text field", f"the record has no {self.text_field!r}")
                 continue
-            seen_text_field = True
+            had_text = True
             text = record[self.text_field]
             if text is None:
                 report.skip(where, "empty", f"{self.text_field!r} is null")
@@ -116,19 +128,27 @@ class RecordsReader:
                 report.skip(where, "empty")
                 continue
             yield Document(id=self._id(path, number, record), text=text)
-        if skipped_missing and not seen_text_field:
-            raise MissingField(
-                f"stage {self.stage!r} (local-records): the records of {path} have no field {self.text_field!r}; "
-                f"their fields: {', '.join(sorted(fields_seen)) or 'none'}. Set text_field to the one that holds "
-                f"the text: text_field: NAME in the stage, or --set stages.{self.stage}.text_field=NAME"
-            )
-        for where in skipped_missing:
-            report.skip(where, "no text field", f"the record has no {self.text_field!r}")
+        # A field no record of the file has is the config's mistake, not the data's (checked once the file is read,
+        # so a file cut short by n_items is not judged).
+        for field, name, had in (("text_field", self.text_field, had_text), ("id_field", self.id_field, had_id)):
+            if name is not None and fields_seen and not had:
+                raise MissingField(
+                    f"stage {self.stage!r} (local-records): the records of {path} have no field {name!r} ({field}); "
+                    f"their fields: {', '.join(sorted(fields_seen))}. {_set_hint(self.stage, field)}"
+                )
 
     def _id(self, path: Path, number: int, record: dict[str, Any]) -> str:
         if self.id_field is not None and record.get(self.id_field) not in (None, ""):
             return str(record[self.id_field])
         return f"{path.name}#{number}"
+
+
+def _set_hint(stage: str, field: str) -> str:
+    what = "the one that holds the text" if field == "text_field" else "one of them, or leave it unset (<file>#<n>)"
+    if "." in stage:  # `mix.books`: a source of a mixed stage, set in the YAML file (--set addresses stages only)
+        mixed, source = stage.split(".", 1)
+        return f"Set {field} of the source {source!r} of stage {mixed!r} in the YAML file to {what}"
+    return f"Set {field} to {what}: {field}: NAME in the stage, or --set stages.{stage}.{field}=NAME"
 
 
 class _Unreadable:
@@ -156,13 +176,12 @@ def _parquet_records(path: Path, reader: RecordsReader) -> Iterator[tuple[int, A
     if reader.text_field not in names:
         raise MissingField(
             f"stage {reader.stage!r} (local-records): {path} has no column {reader.text_field!r}; its columns: "
-            f"{', '.join(sorted(names)) or 'none'}. Set text_field to the one that holds the text: text_field: NAME "
-            f"in the stage, or --set stages.{reader.stage}.text_field=NAME"
+            f"{', '.join(sorted(names)) or 'none'}. {_set_hint(reader.stage, 'text_field')}"
         )
     if reader.id_field is not None and reader.id_field not in names:
         raise MissingField(
             f"stage {reader.stage!r} (local-records): {path} has no column {reader.id_field!r} (id_field); its "
-            f"columns: {', '.join(sorted(names))}. Set id_field to one of them, or leave it unset (<file>#<row>)"
+            f"columns: {', '.join(sorted(names))}. {_set_hint(reader.stage, 'id_field')}"
         )
     columns = [reader.text_field] + ([reader.id_field] if reader.id_field is not None else [])
     number = 0

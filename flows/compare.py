@@ -71,7 +71,7 @@ from curriculum.config import ConfigError, RunConfig, load_run_config, parse_ove
 from curriculum.presets import PRESETS  # noqa: E402
 from curriculum.training.run_dir import read_metrics  # noqa: E402
 from curriculum.training.stop import stop_on_exit  # noqa: E402
-from curriculum.training.trackers import comparison_run  # noqa: E402
+from curriculum.training.trackers import comparison_tracking  # noqa: E402
 from curriculum.training.trainer import resolve_model_config  # noqa: E402
 from data.atomic import atomic_write_text  # noqa: E402
 from data.errors import UserError  # noqa: E402
@@ -162,11 +162,11 @@ def compare(
     # Leaving on an exception (Ctrl-C, SIGTERM, a failed arm): every arm in training checkpoints at its next step
     # and stops before the folder is released; a rerun resumes them.
     wait = waits_for_folders(wait)
-    with hold_folder(compare_dir, "compare", wait=wait), stop_on_exit():
-        # With mlflow in train.loggers, one MLflow run of the comparison, each arm's run a child of it: opened on
-        # a thread of its own while the data is prepared.
-        tracking = comparison_run(config, compare_dir, {"arms": arm_names, "match": match, "seeds": seeds,
-                                                        "schedules": schedule_list, "judge": judge})
+    # With mlflow in train.loggers, one MLflow run of the comparison, each arm's run a child of it: opened on a
+    # thread of its own while the data is prepared, closed when the comparison ends however it ends.
+    settings = {"arms": arm_names, "match": match, "seeds": seeds, "schedules": schedule_list, "judge": judge}
+    with hold_folder(compare_dir, "compare", wait=wait), stop_on_exit(), \
+            comparison_tracking(config, compare_dir, settings) as tracking:
         # Holds the data folder while it prepares; from the cache when prepared before: nothing is prepared twice.
         shards = prepare_stages(config, wait=wait)
         # Into the same data folder: a source both curricula read is prepared once.
@@ -193,8 +193,6 @@ def compare(
                    for name, arms_of in by_schedule.items() for plan in arms_of for k in ks]
         for future in futures:
             future.wait()
-        if tracking is not None:
-            tracking.close(ok=all(future.state.is_completed() for future in futures))
         for future in futures:
             future.result()  # the first failure, if any, ends the flow (the others have finished)
         target = config.stages[-1].name

@@ -41,6 +41,7 @@ from data.folder_lock import describe_holder, folder_in_use, folder_lock, read_h
 
 FOLDER_SLOT_LEASE_S = 60.0  # renewed while the holder lives; how long a killed holder keeps its slot at most
 SLOT_POLL_S = 1.0
+SLOT_TRY_S = 5.0  # how long a run that saw the slot free tries for it before waiting (in view) again
 
 
 def served_run_roots() -> list[Path] | None:
@@ -110,20 +111,26 @@ def hold_folder(folder: Path, purpose: str, *, wait: bool = False) -> Iterator[P
     folder = Path(folder).resolve()
     slot = folder_slot(folder, purpose)
     ensure_slot(slot)
-    if slot_taken(slot) or folder_in_use(folder, purpose):
-        wait_for_folder(folder, purpose, slot)
     # A lease renewal that fails once (a busy server) must not stop a run that holds the folder's lock anyway.
-    holder: dict[str, Any] = {"lease_duration": FOLDER_SLOT_LEASE_S, "strict": True,
-                              "raise_on_lease_renewal_failure": False}
+    options: dict[str, Any] = {"lease_duration": FOLDER_SLOT_LEASE_S, "strict": True,
+                               "raise_on_lease_renewal_failure": False, "timeout_seconds": SLOT_TRY_S}
     if run_id:
-        holder["holder"] = ConcurrencyLeaseHolder(type="flow_run", id=run_id)
-    # The slot queues this run behind other Prefect runs of the folder (another run may have taken it since the
-    # check); the lock then waits for a writer outside this server.
-    with concurrency(slot, occupy=1, **holder), folder_lock(
-        folder, purpose, flow_run_id=run_id, flow_run_name=run_name,
-        on_wait=lambda _holder: get_run_logger().info(_waiting_message(folder, purpose)),
-    ) as path:
-        yield path
+        options["holder"] = ConcurrencyLeaseHolder(type="flow_run", id=run_id)
+    with contextlib.ExitStack() as held:
+        # Runs that waited together race for the slot when it frees: the ones that lose wait again, in view.
+        while True:
+            if slot_taken(slot) or folder_in_use(folder, purpose):
+                wait_for_folder(folder, purpose, slot)
+            try:
+                held.enter_context(concurrency(slot, occupy=1, **options))
+                break
+            except TimeoutError:  # another run took it first
+                continue
+        # The lock then waits for a writer outside this server (a CLI run on a server of its own).
+        yield held.enter_context(folder_lock(
+            folder, purpose, flow_run_id=run_id, flow_run_name=run_name,
+            on_wait=lambda _holder: get_run_logger().info(_waiting_message(folder, purpose)),
+        ))
 
 
 def check_run_folder(config: RunConfig, *, resume: bool, restart: bool) -> bool:

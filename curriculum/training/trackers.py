@@ -148,16 +148,27 @@ class _Health:
 _health = _Health()
 
 
-class _Feed:
-    """One tracker on a daemon thread of its own, fed through a queue (see the module docstring)."""
+_chains_lock = threading.Lock()
+_latest_of_chain: dict[str, _Feed] = {}  # the newest feed of each (tracker, destination, run folder) in this process
 
-    def __init__(self, tracker: Tracker, backlog: list[dict[str, Any]]):
+
+class _Feed:
+    """One tracker on a daemon thread of its own, fed through a queue (see the module docstring).
+
+    Feeds of one `chain` (a tracker, its destination and the run folder) run one after the other: a session left
+    to finish in the background (a hung tracker at a stage's end) ends before the next one asks for its last step,
+    so a tracker that answers again never gets a step from both."""
+
+    def __init__(self, tracker: Tracker, backlog: list[dict[str, Any]], chain: str):
         self.tracker = tracker
         self.key = f"{tracker.name} {tracker.destination}"
         self.opened, self.done = threading.Event(), threading.Event()
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         for row in backlog:
             self._queue.put(("row", row))
+        with _chains_lock:
+            self._before = _latest_of_chain.get(chain)
+            _latest_of_chain[chain] = self
         threading.Thread(target=self._run, name=f"tracker-{tracker.name}", daemon=True).start()
 
     def send(self, row: Mapping[str, Any]) -> None:
@@ -184,6 +195,8 @@ class _Feed:
 
     def _run(self) -> None:
         try:
+            if self._before is not None:
+                self._before.done.wait()
             last = self.tracker.open(LAST_KEY)
             _health.answered(self.key)
             self.opened.set()
@@ -222,7 +235,8 @@ class StageTrackers(TrainListener):
 
     def on_stage_start(self, start: StageStart) -> None:
         backlog = read_metrics(self.run_dir)  # before this session evaluates: nothing appends to it meanwhile
-        self.feeds = [_Feed(tracker, backlog) for tracker in self.trackers()]
+        self.feeds = [_Feed(tracker, backlog, chain=f"{tracker.name} {tracker.destination} {self.run_dir.resolve()}")
+                      for tracker in self.trackers()]
 
     def on_eval(self, row: MetricsRow) -> None:
         for feed in self.feeds:
@@ -267,7 +281,7 @@ class ComparisonRun:
     def __init__(self, train_cfg: TrainConfig, folder: Path, name: str, params: dict[str, str]):
         self.tracker = MlflowTracker(folder, train_cfg, name, params=params, tags={"compare_dir": str(folder)},
                                      parent_run_id=train_cfg.mlflow_parent_run_id)
-        self.feed = _Feed(self.tracker, [])
+        self.feed = _Feed(self.tracker, [], chain=f"compare {self.tracker.destination} {folder.resolve()}")
 
     def run_id(self) -> str | None:
         """The run's id once MLflow has it, waiting at most PARENT_WAIT_S; None if it failed or did not answer (the
@@ -280,9 +294,27 @@ class ComparisonRun:
             return None
         return self.tracker.run_id
 
-    def close(self, ok: bool) -> None:
-        self.feed.ask_to_close("FINISHED" if ok else "FAILED")
+    def close(self, status: str) -> None:
+        """Mark the run FINISHED, FAILED or KILLED (a stopped comparison), waiting at most CLOSE_WAIT_S."""
+        self.feed.ask_to_close(status)
         self.feed.wait(time.monotonic() + CLOSE_WAIT_S, "the end of the comparison")
+
+
+@contextlib.contextmanager
+def comparison_tracking(config: Any, folder: Path, settings: Mapping[str, Any]) -> Iterator[ComparisonRun | None]:
+    """comparison_run for the block: its MLflow run is marked FINISHED when the block ends, KILLED when the
+    comparison was stopped (Ctrl-C, SIGTERM, a cancelled run), FAILED on any other error."""
+    run = comparison_run(config, folder, settings)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    except (TrainingStopped, KeyboardInterrupt):
+        status = "KILLED"
+        raise
+    finally:
+        if run is not None:
+            run.close(status)
 
 
 def comparison_run(config: Any, folder: Path, settings: Mapping[str, Any]) -> ComparisonRun | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -144,3 +145,43 @@ def test_a_failing_tracker_is_warned_about_once_and_training_goes_on(kit, shard_
     assert "training goes on" in warnings[0]
     assert [r.stage for r in results] == ["warmup", "books"] and len(recorder.evals) == 6
     assert len(read_metrics(run_dir)) == 6 and not (run_dir / RUN_FILE).exists()
+
+
+class _SlowServer:
+    """A tracker whose destination answers only when `answer` is set, holding what it was sent: the stand-in for a
+    tracking server that hangs, then recovers (what cannot be made to hang on cue)."""
+
+    name, destination = "mlflow", "http://127.0.0.1:9/hangs-then-answers"
+
+    def __init__(self, store: dict[int, int], answer: threading.Event):
+        self.store, self.answer = store, answer
+
+    def open(self, last_key: str) -> int:
+        self.answer.wait()
+        return max(self.store, default=0)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        time.sleep(0.05)  # a slow answer: both sessions are awake at once
+        self.store[step] = self.store.get(step, 0) + 1
+
+    def close(self, status: str | None) -> None:
+        pass
+
+
+def test_a_session_left_behind_a_hung_tracker_and_the_next_one_never_send_a_step_twice(tmp_path):
+    from curriculum.training.trackers import _Feed
+
+    store: dict[int, int] = {}
+    answer = threading.Event()
+    rows = [{"iter_num": step, "val_loss": 5.0} for step in (4, 8)]
+    chain = f"mlflow {_SlowServer.destination} {tmp_path}"
+    first = _Feed(_SlowServer(store, answer), rows, chain=chain)  # stage 1: the server hangs at its end
+    first.ask_to_close(None)
+    assert not first.wait(time.monotonic() + 0.2, "the end of stage 'one'")
+    # Stage 2 starts with the whole of metrics.jsonl as its backlog, then its own rows.
+    second = _Feed(_SlowServer(store, answer), [*rows, {"iter_num": 12, "val_loss": 4.0}], chain=chain)
+    second.send({"iter_num": 16, "val_loss": 3.9})
+    second.ask_to_close("FINISHED")
+    answer.set()  # the server answers again: both sessions go on
+    assert first.done.wait(10) and second.done.wait(10)
+    assert store == {4: 1, 8: 1, 12: 1, 16: 1}

@@ -112,7 +112,34 @@ def test_a_text_field_the_file_lacks_names_the_fields_it_has(corpus, name, tmp_p
         prepare(stage, tmp_path / "data")
     message = str(refused.value)
     assert "'content'" in message and "body, doc_id, source" in message and "text_field" in message, message
-    assert not list((tmp_path / "data").glob("*.bin"))  # nothing half-written where a reader could take it
+    assert "--set stages.records.text_field=NAME" in message
+    # Nothing half-written where a reader could take it: no documents file, finished or temporary.
+    left = [p.name for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert not [name for name in left if name.startswith("documents") or ".tmp-" in name], left
+
+
+@pytest.mark.parametrize("name", ["books.jsonl", "books.parquet"])
+def test_an_id_field_the_file_lacks_is_named_too(corpus, name):
+    reader = RecordsReader([str(corpus / "all" / name)], text_field="body", id_field="uid", stage="mix.books")
+    with pytest.raises(MissingField) as refused:
+        list(reader.documents(SkipReport("records")))
+    message = str(refused.value)
+    assert "'uid'" in message and "body, doc_id, source" in message, message
+    # A source of a mixed stage is set in the YAML file: --set addresses stages, not their sources.
+    assert "source 'books' of stage 'mix' in the YAML file" in message and "--set" not in message, message
+
+
+def test_the_data_folder_is_never_read_as_records(corpus, tmp_path):
+    # A `files:` folder that holds the data folder would read the pipeline's own documents files (Parquet too).
+    root = tmp_path / "project"
+    (root / "corpus").mkdir(parents=True)
+    (root / "corpus" / "one.jsonl").write_text('{"text": "The only real record."}\n')
+    stage = CurriculumStage(name="records", dataset_key=LOCAL_RECORDS, block_size=64, n_epochs=1, files=[str(root)])
+    data_cfg = DataConfig(data_dir=root / "data")
+    for _ in range(2):  # the second fetch finds the first's documents file under root/data/work
+        documents = fetch_stage(stage, make_reader(stage, data_cfg, ScrapeConfig()), data_cfg)
+        assert documents.n_documents == 1
+    assert list((root / "data").rglob("*.parquet"))
 
 
 def test_no_record_files_and_misplaced_options_are_refused_naming_what_to_do(tmp_path):
