@@ -1,5 +1,6 @@
 """Main text of an HTML page: drop what is never content, score containers by the paragraphs they hold, keep the
-best one with its related siblings, prune the boilerplate left inside it, and render it with paragraph breaks.
+best one with its related siblings, prune the boilerplate left inside it, and render it with paragraph breaks
+(data/extract/render.py).
 
 Readability-style: every rule is generic (tags, roles, class/id words, text and link density); no site has a rule.
 Speed matters as much as quality (a crawl extracts every page), hence the caches and the skipped retries below.
@@ -14,6 +15,7 @@ from functools import lru_cache
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from data.extract.charset import utf8_html
+from data.extract.render import BLOCKS, render
 
 # Never text a reader sees, or page furniture by its tag. `form` is not here: some sites wrap the page in one.
 # Only <body> is read, so <head> is left alone. One selector: strip_tags() walks the document once per tag.
@@ -49,11 +51,6 @@ _NEGATIVE = re.compile(
 )
 _KEEP_EVEN_IF_UNLIKELY = frozenset({"body", "html", "a", "article", "main", "table", "tbody", "tr", "td", "th"})
 
-_BLOCKS = frozenset(
-    "address article aside blockquote body dd details dialog div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody thead tfoot tr td th ul "
-    "center caption".split()
-)
 # Always one paragraph, whatever they hold.
 _PARAGRAPHS = frozenset({"p", "pre", "td"})
 # One paragraph when they hold no block; otherwise their own loose text is one.
@@ -353,7 +350,7 @@ def _inline_only(node: LexborNode) -> int:
     while pending:
         for child in pending.pop().iter():
             tag = child.tag
-            if tag in _BLOCKS:
+            if tag in BLOCKS:
                 return -1
             if tag == "br":
                 breaks += _double_br(child)
@@ -493,44 +490,3 @@ def _is_data_table(table: LexborNode) -> bool:
         return True
     cells = max((len(row.css("td, th")) for row in rows), default=0)
     return cells > 4 or len(rows) * cells > 10
-
-
-# Private-use characters mark breaks while whitespace is collapsed in one pass over the whole text.
-_PARAGRAPH_BREAK = "\ue000"
-_LINE_BREAK = "\ue001"
-# Soft hyphens (typeset pages put one between every syllable), zero-width spaces, word joiners, stray BOMs:
-# invisible on the page, and they split words for a tokenizer.
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
-
-
-def render(root: LexborNode) -> str:
-    """Text of a subtree: blank line between blocks, newline for <br> and inside <pre>, whitespace collapsed.
-
-    Consumes the subtree: break markers are inserted as text nodes and read back with one text() call in C,
-    several times faster than building the text node by node from Python.
-    """
-    # One walk from Python beats a 40-tag CSS selector in lexbor. traverse() starts with the root itself, whose
-    # own breaks would fall outside it. A page's own U+E000/U+E001, if any, become breaks too: harmless.
-    marked = [node for node in root.traverse() if node.tag in _BLOCKS or node.tag == "br"]
-    for node in marked[1:] if marked and marked[0].mem_id == root.mem_id else marked:
-        if node.tag == "br":
-            node.insert_before(_LINE_BREAK)
-            continue
-        node.insert_before(_PARAGRAPH_BREAK)
-        node.insert_after(_PARAGRAPH_BREAK)
-        if node.tag == "pre" and node.parent is not None:
-            node.replace_with(node.text().replace("\n", _LINE_BREAK))
-    text = root.text()
-    if root.tag == "pre":
-        text = text.replace("\n", _LINE_BREAK)
-    # str.split() also folds no-break and other Unicode spaces; the markers are not whitespace.
-    text = " ".join(text.translate(_INVISIBLE).split())
-    paragraphs = []
-    for paragraph in text.split(_PARAGRAPH_BREAK):
-        if _LINE_BREAK in paragraph:
-            paragraph = "\n".join(line for line in map(str.strip, paragraph.split(_LINE_BREAK)) if line)
-        else:
-            paragraph = paragraph.strip()
-        if paragraph:
-            paragraphs.append(paragraph)
-    return "\n\n".join(paragraphs)
