@@ -3,75 +3,186 @@ best one with its related siblings, prune the boilerplate left inside it, and re
 (data/extract/render.py).
 
 Readability-style: every rule is generic (tags, roles, class/id words, text and link density); no site has a rule.
-Speed matters as much as quality (a crawl extracts every page), hence the caches and the skipped retries below.
+Every threshold is a field of `ExtractionSettings`, below. Speed matters as much as quality (a crawl extracts every
+page), hence the caches and the skipped retries below.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from data.extract.charset import utf8_html
 from data.extract.render import BLOCKS, render
 
-# Never text a reader sees, or page furniture by its tag. `form` is not here: some sites wrap the page in one.
-# Only <body> is read, so <head> is left alone. One selector: strip_tags() walks the document once per tag.
-_NEVER_CONTENT = (
-    "script, style, noscript, template, svg, canvas, iframe, object, embed, button, input, select, textarea, "
-    "dialog, nav, aside, footer"
-)
+# What hides an element is the browser's rule, not a threshold to tune. The selector only narrows the candidates
+# that _is_hidden() reads.
 _MAYBE_HIDDEN = '[hidden], [aria-hidden="true"], [style*="none" i], [style*="hidden" i]'
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
-_BOILERPLATE_ROLES = (
-    "[role=navigation], [role=complementary], [role=contentinfo], [role=menu], "
-    "[role=menubar], [role=search], [role=alert], [role=alertdialog], [role=dialog], [role=banner]"
-)
+# Patterns are kept as their source text, compiled once each: the class/id caches below key on the source, whose
+# hash Python caches, where hashing a compiled pattern hashes its whole program at every lookup.
+_regex = lru_cache(maxsize=64)(re.compile)
 
-# Words in class and id values, matched against the lowercased value (IGNORECASE makes these regexes 5x slower).
-# Unlikely: removed before scoring unless a content word is there too.
-_UNLIKELY = re.compile(
-    r"ad-break|adbox|advert|agegate|banner|breadcrumb|combx|comment|communit|cookie|consent|disqus|extra|foot"
-    r"|gdpr|header|legend|masthead|menu|modal|newsletter|outbrain|pager|paginat|popup|promo|related|remark"
-    r"|replies|rss|share|shoutbox|sidebar|skyscraper|social|sponsor|subscri|supplement|taboola|toolbar|widget"
-)
-_MAYBE_CONTENT = re.compile(r"article|body|column|content|main|shadow|story|entry")
-# schema.org's name for the text of an article: a stronger witness than any class name.
-_ARTICLE_BODY = re.compile(r"articleBody|text\b", re.IGNORECASE)
-# Weights: a class or id naming content or boilerplate moves a container by +-25.
-_POSITIVE = re.compile(
-    r"article|body|content|entry|hentry|h-entry|main|page|pagination|post|text|blog|story"
-)
-_NEGATIVE = re.compile(
-    r"-ad-|hidden|^hid$| hid$| hid |^hid |banner|combx|comment|com-|contact|foot|footer|footnote|gdpr|masthead"
-    r"|media|meta|outbrain|promo|related|scroll|share|shoutbox|sidebar|skyscraper|sponsor|shopping|tags|tool"
-    r"|widget|byline|author|dateline|cookie|newsletter|subscribe"
-)
-_KEEP_EVEN_IF_UNLIKELY = frozenset({"body", "html", "a", "article", "main", "table", "tbody", "tr", "td", "th"})
 
-# Always one paragraph, whatever they hold.
-_PARAGRAPHS = frozenset({"p", "pre", "td"})
-# One paragraph when they hold no block; otherwise their own loose text is one.
-# Only blocks: a block inside another makes the outer one hold a block, so a run of text is scored once.
-_CONTAINERS = frozenset({"div", "section", "article", "main", "li", "blockquote", "center", "dd"})
-_TAG_SCORE = {
-    "div": 5, "article": 5, "main": 5, "section": 3, "pre": 3, "td": 3, "blockquote": 3,
-    "address": -3, "ol": -3, "ul": -3, "dl": -3, "dd": -3, "dt": -3, "li": -3, "form": -3,
-    "h1": -5, "h2": -5, "h3": -5, "h4": -5, "h5": -5, "h6": -5, "th": -5,
-}
-_COMMAS = re.compile(r"[,，、،;；]")
-_SENTENCE_END = re.compile(r"\.( |$)")
-_MIN_PARAGRAPH = 25
-_ANCESTOR_LEVELS = 5
-_ALTERNATIVES = 5
-# Fewer characters than this means a pass was too eager: extract again with the next, gentler one.
-_RETRY_CHARS = 500
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """Every threshold and pattern that tunes extraction; `DEFAULTS` holds the values the dev-set F1 was measured
+    with (tests/data/test_extract_html.py).
+
+    A variant is `dataclasses.replace(DEFAULTS, min_paragraph=40)`; a misspelled name is a TypeError. Patterns are
+    regex sources, selectors CSS; class and id values are lowercased before any pattern reads them.
+    """
+
+    retry_chars: int = 500
+    """A pass returning fewer characters was too eager: extract again with the next, gentler pass."""
+
+    # -- dropped before scoring
+    never_content: str = (
+        "script, style, noscript, template, svg, canvas, iframe, object, embed, button, input, select, textarea, "
+        "dialog, nav, aside, footer"
+    )
+    """Never text a reader sees, or page furniture by its tag. Not `form`: some sites wrap the page in one. Only
+    <body> is read, so <head> needs no entry. One selector, not strip_tags(), which walks the page once per tag."""
+    boilerplate_roles: str = (
+        "[role=navigation], [role=complementary], [role=contentinfo], [role=menu], "
+        "[role=menubar], [role=search], [role=alert], [role=alertdialog], [role=dialog], [role=banner]"
+    )
+    """ARIA roles of page furniture, dropped like `never_content`."""
+    unlikely: str = (
+        r"ad-break|adbox|advert|agegate|banner|breadcrumb|combx|comment|communit|cookie|consent|disqus|extra|foot"
+        r"|gdpr|header|legend|masthead|menu|modal|newsletter|outbrain|pager|paginat|popup|promo|related|remark"
+        r"|replies|rss|share|shoutbox|sidebar|skyscraper|social|sponsor|subscri|supplement|taboola|toolbar|widget"
+    )
+    """Class/id words of boilerplate: such an element is dropped before scoring in the first pass, unless
+    `maybe_content` names content too. Lowercase, no IGNORECASE: that makes these regexes 5x slower."""
+    maybe_content: str = r"article|body|column|content|main|shadow|story|entry"
+    """Class/id words of content, which save an element that `unlikely` names."""
+    article_body: str = r"(?i)articleBody|text\b"
+    """Matched at the start of itemprop: schema.org's name for an article's text, a stronger witness than any
+    class name. Such an element is never dropped as unlikely."""
+    keep_even_if_unlikely: frozenset[str] = frozenset(
+        {"body", "html", "a", "article", "main", "table", "tbody", "tr", "td", "th"}
+    )
+    """Tags never dropped as unlikely, whatever their class or id."""
+    layout_ancestors: frozenset[str] = frozenset({"table", "pre", "code"})
+    """Inside these a stray class word is layout, not boilerplate: nothing under them is dropped as unlikely."""
+
+    # -- class and id weights
+    positive: str = r"article|body|content|entry|hentry|h-entry|main|page|pagination|post|text|blog|story"
+    """Class/id words of content: they add `class_weight` to an element's weight."""
+    negative: str = (
+        r"-ad-|hidden|^hid$| hid$| hid |^hid |banner|combx|comment|com-|contact|foot|footer|footnote|gdpr|masthead"
+        r"|media|meta|outbrain|promo|related|scroll|share|shoutbox|sidebar|skyscraper|sponsor|shopping|tags|tool"
+        r"|widget|byline|author|dateline|cookie|newsletter|subscribe"
+    )
+    """Class/id words of boilerplate: they take `class_weight` off. A negative weight is pruned on sight."""
+    class_weight: int = 25
+    """What one class or id value naming content or boilerplate moves an element's score by."""
+
+    # -- scoring paragraphs and their containers
+    paragraphs: frozenset[str] = frozenset({"p", "pre", "td"})
+    """Tags that are always one paragraph, whatever they hold."""
+    containers: frozenset[str] = frozenset({"div", "section", "article", "main", "li", "blockquote", "center", "dd"})
+    """Tags that are one paragraph when they hold no block, else their own loose text is one. Only blocks: a block
+    inside another makes the outer one hold a block, so a run of text is scored once."""
+    min_paragraph: int = 25
+    """Characters a paragraph needs to score; in pruning, a container this short (not a list) is dropped unless it
+    holds a figure's images (`figure_images`)."""
+    commas: str = r"[,，、،;；]"
+    """Commas and semicolons of several scripts: a point each, for a paragraph; `prose_commas` of them save a
+    container from pruning."""
+    chars_per_point: int = 100
+    """A paragraph scores a point per this many characters..."""
+    length_points_per_piece: int = 3
+    """...at most this many times the paragraphs it holds (pieces split by a double <br>)."""
+    tag_scores: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({
+        "div": 5, "article": 5, "main": 5, "section": 3, "pre": 3, "td": 3, "blockquote": 3,
+        "address": -3, "ol": -3, "ul": -3, "dl": -3, "dd": -3, "dt": -3, "li": -3, "form": -3,
+        "h1": -5, "h2": -5, "h3": -5, "h4": -5, "h5": -5, "h6": -5, "th": -5,
+    }))
+    """A container's score before its paragraphs, by tag (0 for a tag not here); its class weight is added."""
+    ancestor_levels: int = 5
+    """How far up a paragraph's score is credited: its container in full, the next ancestor half, less further up."""
+
+    # -- choosing the article
+    alternatives: int = 5
+    """Runners-up read beside the winner, to find an article cut into sections."""
+    section_share: float = 0.75
+    """A runner-up scoring at least this share of the winner is a strong one..."""
+    sections: int = 3
+    """...and this many strong ones under one ancestor of the winner make that ancestor the article."""
+    climb_divisor: int = 3
+    """Climbing from the winner stops at an ancestor scoring under the winner's score divided by this: from there on
+    it is the page, not the article."""
+    sibling_min_score: float = 10.0
+    """The least score a scored sibling of the winner needs to join the article..."""
+    sibling_share: float = 0.2
+    """...or this share of the winner's score, when that is more."""
+    same_class_bonus: float = 0.2
+    """A sibling with the winner's class gets this share of the winner's score added before that test."""
+    sibling_long_paragraph: int = 80
+    """An unscored sibling <p> longer than this joins with link density under `sibling_link_density`; a shorter one
+    needs no link and a `sentence_end`."""
+    sibling_link_density: float = 0.25
+    """A long sibling <p> (see `sibling_long_paragraph`) with less of its text in links joins the article."""
+    sentence_end: str = r"\.( |$)"
+    """A sentence's end, which a short sibling <p> must hold to join."""
+
+    # -- pruning inside the article
+    headings: str = "h1, h2, h3"
+    """Headings dropped when their weight is negative or their link density over `heading_link_density`."""
+    heading_link_density: float = 0.33
+    """A heading inside the article with more of its text in links is dropped."""
+    prunable: str = "form, fieldset, table, ul, ol, div, section, aside, header"
+    """Containers judged as boilerplate, innermost first, so each is judged on what is left inside it."""
+    prose_commas: int = 10
+    """A container with this many `commas` is prose: kept whatever else it holds."""
+    paragraphs_per_image: float = 0.5
+    """A container with two images or more and fewer paragraphs per image than this is a gallery: dropped."""
+    extra_list_items: int = 100
+    """A container (not a list) with more list items than its paragraphs plus this is a menu: dropped."""
+    paragraphs_per_input: int = 3
+    """A container with more inputs than its paragraphs divided (floor) by this is a form: dropped."""
+    figure_images: int = 2
+    """A container shorter than `min_paragraph` (not a list) is kept only with 1 to this many images: a figure."""
+    embed_min_chars: int = 75
+    """A container with one embed (video, audio, embed, object, iframe) and fewer characters is dropped; one with
+    two or more always."""
+    max_link_density: float = 0.2
+    """A container with more of its text in links is dropped..."""
+    vouched_link_density: float = 0.5
+    """...or with more than this, when its class weight is `class_weight` or more (a content word vouches for it)."""
+    data_table_rows: int = 10
+    """A table with no caption, header, summary or nested table is data, which pruning keeps, with this many rows
+    or more..."""
+    data_table_columns: int = 4
+    """...or more cells than this in a row..."""
+    data_table_cells: int = 10
+    """...or more cells than this in all (rows times its widest row)."""
+
+    def __post_init__(self) -> None:
+        for name in ("unlikely", "maybe_content", "article_body", "positive", "negative", "commas", "sentence_end"):
+            try:
+                _regex(getattr(self, name))
+            except re.error as exc:
+                raise ValueError(
+                    f"ExtractionSettings.{name}={getattr(self, name)!r} is not a regular expression ({exc}); "
+                    f"give one Python's re module compiles, e.g. the default {getattr(DEFAULTS, name)!r}"
+                ) from exc
+
+
+DEFAULTS = ExtractionSettings()
 
 
 @dataclass(frozen=True)
 class _Pass:
+    """Which rules one pass applies. The passes, each gentler than the last, are the method, not a setting."""
+
     drop_unlikely: bool
     weigh_classes: bool
     prune: bool
@@ -80,7 +191,9 @@ class _Pass:
 _PASSES = (_Pass(True, True, True), _Pass(False, True, True), _Pass(False, False, True), _Pass(False, False, False))
 
 
-def extract_html(html: bytes | str, url: str | None = None, *, charset: str | None = None) -> str:
+def extract_html(
+    html: bytes | str, url: str | None = None, *, charset: str | None = None, settings: ExtractionSettings = DEFAULTS
+) -> str:
     """The main text of a page, paragraphs separated by a blank line; "" when there is none.
 
     `charset` is the HTTP header's value, if any; it is checked against the bytes like a `<meta>` declaration.
@@ -97,9 +210,10 @@ def extract_html(html: bytes | str, url: str | None = None, *, charset: str | No
         tree = LexborHTMLParser(data)
         if tree.body is None:
             return ""
-        previous = _Extraction(tree, mode)
+        previous = _Extraction(tree, mode, settings)
         got = previous.run()
-        if len(got) >= _RETRY_CHARS:
+        # Fewer characters means the pass was too eager: extract again with the next, gentler one.
+        if len(got) >= settings.retry_chars:
             return got
         if len(got) > len(best):
             best = got
@@ -107,15 +221,16 @@ def extract_html(html: bytes | str, url: str | None = None, *, charset: str | No
 
 
 class _Extraction:
-    """One pass over one parsed page; remembers which of its rules acted, so retries can be skipped."""
+    """One pass over one parsed page; run() records which of its rules acted, so retries can be skipped."""
 
-    def __init__(self, tree: LexborHTMLParser, mode: _Pass) -> None:
+    def __init__(self, tree: LexborHTMLParser, mode: _Pass, settings: ExtractionSettings = DEFAULTS) -> None:
         self.tree = tree
         assert tree.body is not None  # the caller returns "" for a page without a body before this
         self.body: LexborNode = tree.body
         self.mode = mode
+        self.settings = settings
         self.dropped_unlikely = False
-        self.weighed = False
+        self.weighed = False  # some class or id weight read in this pass was not 0
         self.pruned = False
         self._link_chars: dict[int, int] = {}  # by mem_id; LexborNode's == compares serialised HTML, too slow
 
@@ -127,9 +242,9 @@ class _Extraction:
         )
 
     def run(self) -> str:
-        body = self.body
+        body, settings = self.body, self.settings
         # css() may return the body itself, which must stay; a node whose parent is gone was inside one removed.
-        for node in body.css(_NEVER_CONTENT) + body.css(_BOILERPLATE_ROLES):
+        for node in body.css(settings.never_content) + body.css(settings.boilerplate_roles):
             if node.parent is not None and node.tag != "body":
                 node.decompose()
         for node in body.css(_MAYBE_HIDDEN):
@@ -137,23 +252,24 @@ class _Extraction:
                 node.decompose()
         if self.mode.drop_unlikely:
             for node in body.css("[class], [id]"):
-                if node.parent is not None and _is_unlikely(node):
+                if node.parent is not None and _is_unlikely(node, settings):
                     node.decompose()
                     self.dropped_unlikely = True
-        article = self._best_container()
+        article, self.weighed = self._best_container()
         if self.mode.prune:
-            self._prune(article)
+            self.pruned, weighed_inside = self._prune(article)
+            self.weighed = self.weighed or weighed_inside
         return render(article)
 
-    # -- measures ---------------------------------------------------------------------------------------------
+    # -- measures: they change neither the page nor what the pass records (link_density memoises link text) --
 
     def weight(self, node: LexborNode) -> int:
+        """What the node's class and id words say, +-class_weight each; 0 in a pass that ignores them."""
         if not self.mode.weigh_classes:
             return 0
-        attrs = node.attributes
-        weight = sum(_hint_weight(value) for value in (attrs.get("class"), attrs.get("id")) if value)
-        self.weighed = self.weighed or weight != 0
-        return weight
+        settings, attrs = self.settings, node.attributes
+        words = settings.negative, settings.positive, settings.class_weight
+        return sum(_hint_weight(value, *words) for value in (attrs.get("class"), attrs.get("id")) if value)
 
     def link_density(self, node: LexborNode, text_chars: int) -> float:
         if text_chars == 0:
@@ -169,40 +285,47 @@ class _Extraction:
 
     # -- choosing the article ---------------------------------------------------------------------------------
 
-    def _best_container(self) -> LexborNode:
+    def _best_container(self) -> tuple[LexborNode, bool]:
+        """The article, and whether a class weight that was not 0 went into a score."""
+        settings = self.settings
         candidates = _Candidates(self)
-        for node, text, pieces in _paragraphs(self.body):
+        commas = _regex(settings.commas)
+        for node, text, pieces in _paragraphs(self.body, settings):
             chars = len(text)
-            if chars < _MIN_PARAGRAPH:
+            if chars < settings.min_paragraph:
                 continue
             pieces_or_one = max(pieces, 1)
-            score = pieces_or_one + len(_COMMAS.findall(text)) + min(chars // 100, 3 * pieces_or_one)
+            length_points = min(chars // settings.chars_per_point, settings.length_points_per_piece * pieces_or_one)
+            score = pieces_or_one + len(commas.findall(text)) + length_points
             container = node if pieces < 0 else node.parent
             if container is not None:
                 candidates.add(container, score)
-        ranked = candidates.best(_ALTERNATIVES + 1)
+        ranked = candidates.best(settings.alternatives + 1)
         if not ranked:
-            return self.body
-        top = _shared_ancestor(ranked[0], ranked[1:], candidates)
-        top = _climb(top, candidates)
+            return self.body, candidates.weighed
+        top = _shared_ancestor(ranked[0], ranked[1:], candidates, settings)
+        top = _climb(top, candidates, settings)
         while top.parent is not None and top.parent.tag != "body" and _only_child(top):
             top = top.parent
-        return self._with_siblings(top, candidates)
+        return self._with_siblings(top, candidates), candidates.weighed
 
     def _with_siblings(self, top: LexborNode, candidates: _Candidates) -> LexborNode:
         """The winner plus siblings that score well or read as prose (an article split by an ad or a figure)."""
         parent = top.parent
         if parent is None:
             return top
+        settings = self.settings
         top_score = candidates.score(top) or 0
-        threshold = max(10.0, top_score * 0.2)
+        threshold = max(settings.sibling_min_score, top_score * settings.sibling_share)
         top_class = top.attributes.get("class")
+        long_paragraph = settings.sibling_long_paragraph
         keep = {top.mem_id}
         for sibling in parent.iter():
             key = sibling.mem_id
             if key == top.mem_id:
                 continue
-            bonus = top_score * 0.2 if top_class and sibling.attributes.get("class") == top_class else 0
+            same_class = top_class and sibling.attributes.get("class") == top_class
+            bonus = top_score * settings.same_class_bonus if same_class else 0
             score = candidates.score(sibling)
             if score is not None and score + bonus >= threshold:
                 keep.add(key)
@@ -210,7 +333,10 @@ class _Extraction:
                 text = _text(sibling)
                 chars = len(text)
                 density = self.link_density(sibling, chars)
-                if chars > 80 and density < 0.25 or 0 < chars <= 80 and density == 0 and _SENTENCE_END.search(text):
+                if (
+                    chars > long_paragraph and density < settings.sibling_link_density
+                    or 0 < chars <= long_paragraph and density == 0 and _regex(settings.sentence_end).search(text)
+                ):
                     keep.add(key)
         if len(keep) == 1:
             return top
@@ -221,29 +347,39 @@ class _Extraction:
 
     # -- cleaning the article ---------------------------------------------------------------------------------
 
-    def _prune(self, article: LexborNode) -> None:
-        """Drop the boilerplate inside the article: link lists, share bars, forms, galleries, stray headings."""
-        for node in article.css("h1, h2, h3"):
-            if self.weight(node) < 0 or self.link_density(node, len(_text(node))) > 0.33:
+    def _prune(self, article: LexborNode) -> tuple[bool, bool]:
+        """Drop the boilerplate inside the article: link lists, share bars, forms, galleries, stray headings.
+        Returns whether anything was dropped, and whether a class weight read on the way was not 0."""
+        settings = self.settings
+        pruned = weighed = False
+        for node in article.css(settings.headings):
+            weight = self.weight(node)
+            weighed = weighed or weight != 0
+            if weight < 0 or self.link_density(node, len(_text(node))) > settings.heading_link_density:
                 node.decompose()
-                self.pruned = True
+                pruned = True
         # Innermost first, so a container is judged on what is left inside it.
-        for node in reversed(article.css("form, fieldset, table, ul, ol, div, section, aside, header")):
-            if node.parent is None or node.mem_id == article.mem_id or _is_wrapper(node) and self.weight(node) >= 0:
+        for node in reversed(article.css(settings.prunable)):
+            if node.parent is None or node.mem_id == article.mem_id:
                 continue
-            if self._is_boilerplate(node):
+            weight = self.weight(node)
+            weighed = weighed or weight != 0
+            if _is_wrapper(node) and weight >= 0:
+                continue
+            if self._is_boilerplate(node, weight):
                 node.decompose()
-                self.pruned = True
+                pruned = True
+        return pruned, weighed
 
-    def _is_boilerplate(self, node: LexborNode) -> bool:
-        weight = self.weight(node)
+    def _is_boilerplate(self, node: LexborNode, weight: int) -> bool:
         if weight < 0:
             return True
+        settings = self.settings
         text = _text(node)
-        if len(_COMMAS.findall(text)) >= 10:
+        if len(_regex(settings.commas).findall(text)) >= settings.prose_commas:
             return False
         tag = node.tag
-        if tag == "table" and _is_data_table(node):
+        if tag == "table" and _is_data_table(node, settings):
             return False
         counts = {"p": 0, "img": 0, "li": 0, "input": 0, "embed": 0}
         for inner in node.css("p, img, li, input, video, audio, embed, object, iframe"):
@@ -252,14 +388,16 @@ class _Extraction:
         paragraphs, images, inputs, embeds = counts["p"], counts["img"], counts["input"], counts["embed"]
         chars = len(text)
         is_list = tag in ("ul", "ol")
+        # A content word in the class or id vouches for a container with more of its text in links.
+        max_density = settings.vouched_link_density if weight >= settings.class_weight else settings.max_link_density
         return (
-            images > 1 and paragraphs / images < 0.5
-            or not is_list and counts["li"] - 100 > paragraphs
-            or inputs > paragraphs // 3
-            or not is_list and chars < _MIN_PARAGRAPH and (images == 0 or images > 2)
-            or embeds == 1 and chars < 75
+            images > 1 and paragraphs / images < settings.paragraphs_per_image
+            or not is_list and counts["li"] - settings.extra_list_items > paragraphs
+            or inputs > paragraphs // settings.paragraphs_per_input
+            or not is_list and chars < settings.min_paragraph and (images == 0 or images > settings.figure_images)
+            or embeds == 1 and chars < settings.embed_min_chars
             or embeds > 1
-            or self.link_density(node, chars) > (0.2 if weight < 25 else 0.5)
+            or self.link_density(node, chars) > max_density
         )
 
 
@@ -271,7 +409,8 @@ class _Candidates:
         self.raw: dict[int, float] = {}
         self.nodes: dict[int, LexborNode] = {}
         self.final: dict[int, float] = {}
-        # The container and its ancestors up to _ANCESTOR_LEVELS, by mem_id: siblings share them, and walking
+        self.weighed = False  # a class weight that was not 0 went into a raw score
+        # The container and its ancestors up to ancestor_levels, by mem_id: siblings share them, and walking
         # .parent builds a new Python object at every step.
         self._lineage: dict[int, tuple[int, ...]] = {}
 
@@ -285,14 +424,17 @@ class _Candidates:
         start = node.mem_id
         lineage = self._lineage.get(start)
         if lineage is None:
+            settings = self.page.settings
             keys: list[int] = []
             current: LexborNode | None = node
-            while current is not None and current.tag != "html" and len(keys) < _ANCESTOR_LEVELS:
+            while current is not None and current.tag != "html" and len(keys) < settings.ancestor_levels:
                 key = current.mem_id
                 if key not in self.raw:
                     self.nodes[key] = current
+                    weight = self.page.weight(current)
+                    self.weighed = self.weighed or weight != 0
                     # a node without a tag name (None) scores like any tag missing from the table
-                    self.raw[key] = _TAG_SCORE.get(current.tag or "", 0) + self.page.weight(current)
+                    self.raw[key] = settings.tag_scores.get(current.tag or "", 0) + weight
                 keys.append(key)
                 current = current.parent
             lineage = self._lineage[start] = tuple(keys)
@@ -322,7 +464,7 @@ class _Candidates:
         return [self.nodes[key] for _, key in ranked]
 
 
-def _paragraphs(body: LexborNode):
+def _paragraphs(body: LexborNode, settings: ExtractionSettings):
     """(node, text, pieces) for each run of text that reads as a paragraph.
 
     pieces > 0: the node is the paragraph; it holds that many paragraphs split by double <br>.
@@ -331,15 +473,15 @@ def _paragraphs(body: LexborNode):
     """
     for node in body.traverse():
         tag = node.tag
-        if tag in _PARAGRAPHS:
+        if tag in settings.paragraphs:
             yield node, _text(node), 1
-        elif tag in _CONTAINERS:
+        elif tag in settings.containers:
             breaks = _inline_only(node)
             if breaks >= 0:
                 yield node, _text(node), breaks + 1
             else:
                 loose = node.text(deep=False, strip=True)
-                if len(loose) >= _MIN_PARAGRAPH:
+                if len(loose) >= settings.min_paragraph:
                     yield node, loose, -1
 
 
@@ -384,17 +526,19 @@ def _double_br(br: LexborNode) -> bool:
     return nxt is not None and nxt.tag == "br"
 
 
-def _shared_ancestor(top: LexborNode, others: list[LexborNode], candidates: _Candidates) -> LexborNode:
-    """An article cut into sections scores each section alone; when three strong runners-up sit under one
+def _shared_ancestor(
+    top: LexborNode, others: list[LexborNode], candidates: _Candidates, settings: ExtractionSettings
+) -> LexborNode:
+    """An article cut into sections scores each section alone; when enough strong runners-up sit under one
     ancestor of the winner, that ancestor is the article."""
     top_score = candidates.score(top) or 0
-    strong = [node for node in others if (candidates.score(node) or 0) >= top_score * 0.75]
-    if len(strong) < 3:
+    strong = [node for node in others if (candidates.score(node) or 0) >= top_score * settings.section_share]
+    if len(strong) < settings.sections:
         return top
     lineages = [_ancestor_ids(node) for node in strong]
     ancestor = top.parent
     while ancestor is not None and ancestor.tag != "body":
-        if sum(ancestor.mem_id in lineage for lineage in lineages) >= 3:
+        if sum(ancestor.mem_id in lineage for lineage in lineages) >= settings.sections:
             return ancestor
         ancestor = ancestor.parent
     return top
@@ -409,11 +553,11 @@ def _ancestor_ids(node: LexborNode) -> set[int]:
     return ids
 
 
-def _climb(top: LexborNode, candidates: _Candidates) -> LexborNode:
+def _climb(top: LexborNode, candidates: _Candidates, settings: ExtractionSettings) -> LexborNode:
     """Adopt an ancestor that outscores the chain below it: it holds more of the article than the winner.
-    Stop at one scoring under a third of the winner: from there on it is the page, not the article."""
+    Stop at one scoring under a third (climb_divisor) of the winner: from there on it is the page, not the article."""
     last = candidates.score(top) or 0
-    floor = last / 3
+    floor = last / settings.climb_divisor
     ancestor = top.parent
     while ancestor is not None and ancestor.tag not in ("body", "html"):
         score = candidates.score(ancestor)
@@ -439,19 +583,20 @@ def _is_hidden(node: LexborNode) -> bool:
     return bool(_HIDDEN_STYLE.search(attrs.get("style") or ""))
 
 
-def _is_unlikely(node: LexborNode) -> bool:
-    if node.tag in _KEEP_EVEN_IF_UNLIKELY:
+def _is_unlikely(node: LexborNode, settings: ExtractionSettings) -> bool:
+    if node.tag in settings.keep_even_if_unlikely:
         return False
     attrs = node.attributes
-    verdicts = [_hint_verdict(value) for value in (attrs.get("class"), attrs.get("id")) if value]
+    words = settings.unlikely, settings.maybe_content
+    verdicts = [_hint_verdict(value, *words) for value in (attrs.get("class"), attrs.get("id")) if value]
     if not any(unlikely for unlikely, _ in verdicts) or any(content for _, content in verdicts):
         return False
-    if _ARTICLE_BODY.match(attrs.get("itemprop") or ""):
+    if _regex(settings.article_body).match(attrs.get("itemprop") or ""):
         return False
     # Inside a table or code block a stray class word is layout, not boilerplate.
     parent = node.parent
     while parent is not None and parent.tag != "body":
-        if parent.tag in ("table", "pre", "code"):
+        if parent.tag in settings.layout_ancestors:
             return False
         parent = parent.parent
     return True
@@ -459,16 +604,16 @@ def _is_unlikely(node: LexborNode) -> bool:
 
 # Pages repeat the same class values hundreds of times; without a cache the regexes are the costliest step.
 @lru_cache(maxsize=8192)
-def _hint_verdict(value: str) -> tuple[bool, bool]:
+def _hint_verdict(value: str, unlikely: str, content: str) -> tuple[bool, bool]:
     """(names boilerplate, names content) for one class or id value."""
     value = value.lower()
-    return bool(_UNLIKELY.search(value)), bool(_MAYBE_CONTENT.search(value))
+    return bool(_regex(unlikely).search(value)), bool(_regex(content).search(value))
 
 
 @lru_cache(maxsize=8192)
-def _hint_weight(value: str) -> int:
+def _hint_weight(value: str, negative: str, positive: str, weight: int) -> int:
     value = value.lower()
-    return (-25 if _NEGATIVE.search(value) else 0) + (25 if _POSITIVE.search(value) else 0)
+    return (-weight if _regex(negative).search(value) else 0) + (weight if _regex(positive).search(value) else 0)
 
 
 def _text(node: LexborNode) -> str:
@@ -477,7 +622,7 @@ def _text(node: LexborNode) -> str:
     return node.text(strip=True)
 
 
-def _is_data_table(table: LexborNode) -> bool:
+def _is_data_table(table: LexborNode, settings: ExtractionSettings) -> bool:
     attrs = table.attributes
     if attrs.get("role") == "presentation" or attrs.get("datatable") == "0":
         return False
@@ -486,7 +631,7 @@ def _is_data_table(table: LexborNode) -> bool:
     if table.css_first("table") is not None:
         return False
     rows = table.css("tr")
-    if len(rows) >= 10:
+    if len(rows) >= settings.data_table_rows:
         return True
     cells = max((len(row.css("td, th")) for row in rows), default=0)
-    return cells > 4 or len(rows) * cells > 10
+    return cells > settings.data_table_columns or len(rows) * cells > settings.data_table_cells

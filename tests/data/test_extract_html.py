@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from data.extract import extract_html
 from data.extract.charset import decode_html
+from data.extract.html import DEFAULTS, ExtractionSettings
 
 # The target; measured 0.966 when written, trafilatura 0.925 on the same pages.
 F1_FLOOR = 0.93
@@ -147,3 +149,17 @@ def test_str_input_and_empty_pages(web_html: Path):
     assert extract_html(body.decode("utf-8")) == extract_html(body)
     assert extract_html(b"") == ""
     assert extract_html("<html><body><nav>Home | About</nav></body></html>") == ""
+
+
+def test_settings_reach_the_extractor(web_html: Path):
+    body = (web_html / "trafilatura/theguardian.com.academics.html").read_bytes()
+    paragraph = "Thousands of academic staff at British universities"
+    assert extract_html(body, settings=DEFAULTS) == extract_html(body)
+    assert paragraph in extract_html(body)
+    never_p = replace(DEFAULTS, never_content=DEFAULTS.never_content + ", p")
+    assert paragraph not in extract_html(body, settings=never_p)
+
+
+def test_a_settings_pattern_that_does_not_compile_fails_when_made_and_names_the_field():
+    with pytest.raises(ValueError, match=r"ExtractionSettings\.commas='\[' is not a regular expression"):
+        ExtractionSettings(commas="[")
