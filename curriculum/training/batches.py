@@ -164,6 +164,20 @@ class MixedWindows(TrainWindows):
         return position
 
 
+def stage_windows(
+    sources: list[np.ndarray], weights: list[float] | None, block_size: int, batch_size: int, grad_accum: int,
+    seed: int, stage_index: int, *, rank: int = 0, world_size: int = 1,
+) -> TrainWindows:
+    """A stage's training windows: TrainWindows over its one train shard, or (`weights` given: a mixed stage,
+    whatever its number of sources) MixedWindows over its sources' shards."""
+    if weights is None:
+        (tokens,) = sources
+        return TrainWindows(tokens, block_size, batch_size, grad_accum, seed, stage_index, rank=rank,
+                            world_size=world_size)
+    return MixedWindows(sources, weights, block_size, batch_size, grad_accum, seed, stage_index, rank=rank,
+                        world_size=world_size)
+
+
 def windows_to_batch(
     tokens: np.ndarray, window_ids: np.ndarray, block_size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:

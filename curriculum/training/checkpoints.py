@@ -114,6 +114,39 @@ def in_stage_dirs(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def checkpoint_state(
+    *, kind: str, stage: str, stage_index: int, stage_iter: int, iter_num: int, position: dict[str, Any],
+    plan: dict[str, Any], fingerprint: dict[str, Any], fingerprint_sha256: str, start_weights_sha256: str | None,
+    shards: dict[str, Any], tokenizer: dict[str, Any], runtime: dict[str, Any], progress: dict[str, Any],
+    scaler: dict[str, Any] | None, result: dict | None, metrics: list[dict] | None, written_at: str,
+) -> dict[str, Any]:
+    """state.json of a checkpoint (read back by read_checkpoint, resume.py and the trainer): where in the run and
+    the stage's data it is, the run it belongs to, the shards and tokenizer it was trained on, the loop's progress."""
+    return {
+        "kind": kind,
+        "stage": stage,
+        # Not stage_index: the field name of the reference design's checkpoints, whose fields these keep.
+        "curriculum_stage_idx": stage_index,
+        "stage_iter": stage_iter,
+        "iter_num": iter_num,
+        "epoch": position["epoch"],
+        "data_position": position,
+        "plan": plan,
+        "fingerprint": fingerprint,
+        "fingerprint_sha256": fingerprint_sha256,
+        "start_weights_sha256": start_weights_sha256,
+        "shards": {key: {"path": str(shard.path), "sha256": shard.sha256, "n_tokens": shard.n_tokens}
+                   for key, shard in shards.items()},
+        "tokenizer": tokenizer,
+        "runtime": runtime,
+        "progress": dict(progress),
+        "scaler": scaler,
+        "result": result,
+        "metrics": metrics,
+        "written_at": written_at,
+    }
+
+
 def save_checkpoint(
     path: Path,
     model: GPT,

@@ -6,9 +6,13 @@ a world of 1, and every collective here is a no-op, so the one-process path runs
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, cast
+
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 def world() -> tuple[int, int]:
@@ -51,3 +55,19 @@ def step_seed(seed: int, stage_index: int, stage_iter: int, rank: int) -> int:
     """Dropout seed of one rank's iteration with several processes: a pure function of where it is, so a
     killed run resumed at the same world size draws the same numbers without saving every rank's RNG."""
     return int(np.random.SeedSequence((seed, stage_index, stage_iter, rank)).generate_state(1)[0])
+
+
+def wrap_for_training(model: torch.nn.Module, device: torch.device, *, compile: bool) -> tuple[torch.nn.Module,
+                                                                                                torch.nn.Module]:
+    """(the module that evaluates, the module that takes training steps), in training mode: `model` itself, or
+    torch.compile's wrapper of it; the steps through DDP (gradients averaged over ranks) with several processes.
+    Checkpoints read and write the plain `model`."""
+    net = cast(torch.nn.Module, torch.compile(model)) if compile else model
+    net.train()
+    if world()[1] == 1:
+        return net, net
+    # The buffers (RoPE tables) are the same on every rank: no need to broadcast them at every forward.
+    newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_buffer_sync: dict[str, Any] = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
+    return net, DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                        **no_buffer_sync)

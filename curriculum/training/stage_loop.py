@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +17,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from curriculum.stages import Curriculum, CurriculumStage
 from curriculum.training import distributed, resume
-from curriculum.training.batches import MixedWindows, TrainWindows, eval_window_ids, windows_to_batch
+from curriculum.training.batches import TrainWindows, stage_windows
 from curriculum.training.checkpoints import (
     END,
     Checkpoint,
+    checkpoint_state,
     load_checkpoint,
     load_ema,
     prune_in_stage,
@@ -33,6 +33,7 @@ from curriculum.training.checkpoints import (
 from curriculum.training.config import TrainConfig
 from curriculum.training.device import Runtime
 from curriculum.training.ema import WeightAverage
+from curriculum.training.evaluation import weighted_loss
 from curriculum.training.faults import nan_loss_at, pause_point
 from curriculum.training.run_dir import METRICS_FILE, append_jsonl, fingerprint_hash, read_metrics
 from curriculum.training.schedule import StagePlan, StageSchedule
@@ -140,31 +141,13 @@ class StageRun:
         plan, cfg = self.plan, self.cfg
         rank, world_size = distributed.world()
         stage = self.curriculum.stages[plan.stage_index]
-        if stage.sources:
-            windows: TrainWindows = MixedWindows(
-                [self.shards[key].tokens for key in mixture_keys(stage, "train").values()], stage.weights,
-                plan.block_size, plan.batch_size, cfg.grad_accum, cfg.seed, plan.stage_index,
-                rank=rank, world_size=world_size,
-            )
-        else:
-            windows = TrainWindows(
-                self.shards["train"].tokens, plan.block_size, plan.batch_size, cfg.grad_accum, cfg.seed,
-                plan.stage_index, rank=rank, world_size=world_size,
-            )
-        # torch.compile wraps the module; checkpoints read and write the plain one (self.model).
-        net = cast(torch.nn.Module, torch.compile(self.model)) if self.runtime.compile else self.model
-        net.train()
-        # Training steps go through DDP (gradients averaged over ranks); evaluation uses `net` itself, each rank
-        # its own share of the batches, so it needs no DDP collectives in the forward pass.
-        trained = net
-        if world_size > 1:
-            device = self.runtime.torch_device
-            # The buffers (RoPE tables) are the same on every rank: no need to broadcast them at every forward.
-            newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-            no_buffer_sync: dict[str, Any] = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
-            trained = DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync
-            )
+        windows = stage_windows([self.shards[key].tokens for key in shard_keys(stage, "train")],
+                                stage.weights if stage.sources else None, plan.block_size, plan.batch_size,
+                                cfg.grad_accum, cfg.seed, plan.stage_index, rank=rank, world_size=world_size)
+        # `net` evaluates (each rank its share of the batches: no DDP collectives in the forward pass); `trained`
+        # takes the training steps (through DDP with several processes). Checkpoints use the plain self.model.
+        net, trained = distributed.wrap_for_training(self.model, self.runtime.torch_device,
+                                                     compile=self.runtime.compile)
         window_tokens, window_seconds, lr = 0, 0.0, schedule.lr(start_iter)
         for it in range(start_iter, plan.total_iters):
             t0 = time.perf_counter()
@@ -287,26 +270,16 @@ class StageRun:
 
     def val_loss(self, net: torch.nn.Module, stage: CurriculumStage, key: str) -> float:
         """Loss on a stage's val set (shard `key`); a mixed stage's is the weighted mean over its sources' val
-        sets, each evaluated on eval_iters batches, so the mixture's val loss weighs sources as training does."""
-        cfg = self.cfg
-        if not stage.sources:
-            return evaluate(net, self.shards[key].tokens, stage.block_size, cfg.batch_size, cfg.eval_iters,
-                            self.runtime)
-        losses = [evaluate(net, self.shards[part].tokens, stage.block_size, cfg.batch_size, cfg.eval_iters,
-                           self.runtime) for part in mixture_keys(stage, key).values()]
-        return sum(w * loss for w, loss in zip(stage.weights, losses, strict=True)) / sum(stage.weights)
+        sets, so the mixture's val loss weighs sources as training does."""
+        return weighted_loss(net, [self.shards[k].tokens for k in shard_keys(stage, key)],
+                             stage.weights if stage.sources else None, stage.block_size, self.cfg, self.runtime)
 
     def eval_set_loss(self, net: torch.nn.Module, name: str, block_size: int) -> float:
         """Loss on an extra eval set; a mixed one's is the weighted mean over its sources, as val_loss weighs a
         mixed stage's, so a comparison's target is the same number in every arm."""
-        cfg = self.cfg
-        weights = self.eval_mixtures.get(name)
-        if not weights:
-            return evaluate(net, self.shards[f"eval:{name}"].tokens, block_size, cfg.batch_size, cfg.eval_iters,
-                            self.runtime)
-        losses = [evaluate(net, self.shards[f"eval:{name}@{i}"].tokens, block_size, cfg.batch_size, cfg.eval_iters,
-                           self.runtime) for i in range(len(weights))]
-        return sum(w * loss for w, loss in zip(weights, losses, strict=True)) / sum(weights)
+        weights = self.eval_mixtures.get(name) or None
+        keys = [f"eval:{name}@{i}" for i in range(len(weights))] if weights else [f"eval:{name}"]
+        return weighted_loss(net, [self.shards[k].tokens for k in keys], weights, block_size, self.cfg, self.runtime)
 
     def checkpoint(
         self, path: Path, kind: str, done: int, windows: TrainWindows, result: dict | None = None,
@@ -322,29 +295,15 @@ class StageRun:
         if not distributed.is_writer():  # rank 0 writes; the others go on once it is in place
             distributed.barrier()
             return read_checkpoint(path)
-        position = windows.position(done)
-        state = {
-            "kind": kind,
-            "stage": plan.stage,
-            # Not stage_index: the field name of the reference design's checkpoints, whose fields these keep.
-            "curriculum_stage_idx": plan.stage_index,
-            "stage_iter": done,
-            "iter_num": self.iter_base + done,
-            "epoch": position["epoch"],
-            "data_position": position,
-            "plan": plan.to_json(),
-            "fingerprint": self.fingerprint,
-            "fingerprint_sha256": fingerprint_hash(self.fingerprint),
-            "start_weights_sha256": self.start_weights_sha256,
-            "shards": {key: _shard_record(shard) for key, shard in self.shards.items()},
-            "tokenizer": self.expect_tokenizer,
-            "runtime": self.runtime.to_json(),
-            "progress": dict(self.progress),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "result": result,
-            "metrics": metrics,
-            "written_at": now(),
-        }
+        state = checkpoint_state(
+            kind=kind, stage=plan.stage, stage_index=plan.stage_index, stage_iter=done,
+            iter_num=self.iter_base + done, position=windows.position(done), plan=plan.to_json(),
+            fingerprint=self.fingerprint, fingerprint_sha256=fingerprint_hash(self.fingerprint),
+            start_weights_sha256=self.start_weights_sha256, shards=self.shards, tokenizer=self.expect_tokenizer,
+            runtime=self.runtime.to_json(), progress=self.progress,
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None, result=result, metrics=metrics,
+            written_at=now(),
+        )
         try:
             checkpoint = save_checkpoint(path, self.model, self.optimizer, state, self.card,
                                          ema=self.ema.state() if self.ema is not None else None)
@@ -358,7 +317,6 @@ class StageRun:
             CheckpointInfo(path, kind, plan.stage, plan.stage_index, done, self.iter_base + done, checkpoint.sha256)
         )
         return checkpoint
-
 
     def non_finite_message(self, done: int, what: str) -> str:
         cfg = self.cfg
@@ -421,33 +379,9 @@ def train_step(
     return mean_loss, data_seconds
 
 
-@torch.no_grad()
-def evaluate(
-    net: torch.nn.Module, tokens: np.ndarray, block_size: int, batch_size: int, n_batches: int, runtime: Runtime
-) -> float:
-    """Mean loss over fixed, evenly spread windows: the same windows every time, no random numbers drawn.
-
-    With several processes, rank r evaluates batches r, r + W, ... and the totals are summed over ranks: the
-    same batches as one process, so the same loss up to the order of one float64 sum."""
-    ids = eval_window_ids(tokens.size, block_size, batch_size * n_batches)
-    rank, world_size = distributed.world()
-    was_training = net.training
-    net.eval()
-    total, count = 0.0, 0
-    for start in range(rank * batch_size, ids.size, world_size * batch_size):
-        x, y = windows_to_batch(tokens, ids[start : start + batch_size], block_size, runtime.torch_device)
-        with runtime.autocast():
-            _, loss = net(x, y, return_logits=False)
-        total += loss.item() * y.numel()
-        count += y.numel()
-    net.train(was_training)
-    summed_total, summed_count = distributed.sum_over_ranks([total, float(count)], runtime.torch_device)
-    return summed_total / summed_count
-
-
-
-def _shard_record(shard: Shard) -> dict[str, Any]:
-    return {"path": str(shard.path), "sha256": shard.sha256, "n_tokens": shard.n_tokens}
+def shard_keys(stage: CurriculumStage, prefix: str) -> list[str]:
+    """The trainer's shard keys of a stage's `prefix` set (train, val, val:<stage>): one, or one per source."""
+    return list(mixture_keys(stage, prefix).values()) if stage.sources else [prefix]
 
 
 def _stage_seed(seed: int, stage_index: int) -> int:
