@@ -74,11 +74,11 @@ KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
                reader=_hugging_face, code=("data.hf_reader", "data.hf_datasets"), key_is_path=True),
     SourceKind(LOCAL_FILES, ".txt files from folders, files or globs", options=("files",), paths=("files",),
                content=("n_items",), reader=_local_files,
-               code=("data.text_files", "data.text_cleanup", "data.extract.charset")),
+               code=("data.text_files", "data.local_files", "data.text_cleanup", "data.extract.charset")),
     SourceKind(LOCAL_RECORDS, "JSON Lines and Parquet files, one document per record",
                options=("files", "text_field", "id_field"), paths=("files",),
                content=("n_items", "text_field", "id_field"), reader=_local_records,
-               code=("data.records", "data.text_cleanup")),
+               code=("data.records", "data.local_files", "data.text_cleanup")),
     SourceKind(CUSTOM_SCRAPE, "web pages and PDFs, fetched from URLs or saved", options=("urls", "urls_file", "paths"),
                paths=("urls_file", "paths"), content=(), reader=_custom_scrape, code=()),
 )}

@@ -9,8 +9,6 @@ naming the fields the file's records do have.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -19,9 +17,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from data.atomic import sha256_file
 from data.documents import Document, SkipReport
 from data.errors import UserError
+from data.local_files import files_fingerprint, find_files
 from data.text_cleanup import normalize_newlines
 
 log = logging.getLogger(__name__)
@@ -41,23 +39,6 @@ class MissingField(UserError, KeyError):
         return str(self.args[0])
 
 
-def find_record_files(locations: list[str] | tuple[str, ...]) -> list[Path]:
-    """Every .jsonl and .parquet file under the given folders, files and globs, sorted, without repeats."""
-    found: dict[Path, None] = {}
-    for location in locations:
-        path = Path(location).expanduser()
-        if glob.has_magic(location):
-            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-        elif path.is_dir():
-            matches = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES)
-        else:
-            matches = [path] if path.exists() else []
-        for match in matches:
-            if match.is_file() and match.suffix.lower() in SUFFIXES:
-                found.setdefault(match.resolve(), None)
-    return list(found)
-
-
 class RecordsReader:
     """Reads documents from local JSON Lines and Parquet files (module docstring)."""
 
@@ -74,7 +55,7 @@ class RecordsReader:
     @property
     def files(self) -> list[Path]:
         if self._files is None:
-            found = find_record_files(self.locations)
+            found = find_files(self.locations, SUFFIXES)
             self._files = [path for path in found if not any(path.is_relative_to(folder) for folder in self.exclude)]
             if len(self._files) < len(found):
                 log.warning("stage %r (local-records): %d file(s) under the data folder %s left out (the pipeline's "
@@ -89,10 +70,7 @@ class RecordsReader:
 
     def fingerprint(self) -> str:
         """Hash of each file's name and bytes (the fields read are in the fetch step's key beside it)."""
-        digest = hashlib.sha256()
-        for path in self.files:
-            digest.update(path.name.encode() + b"\0" + bytes.fromhex(sha256_file(path)))  # streamed: any size
-        return digest.hexdigest()
+        return files_fingerprint(self.files)
 
     def documents(self, report: SkipReport) -> Iterator[Document]:
         for path in self.files:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import glob
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from data.documents import Document, SkipReport
 from data.errors import UserError
+from data.local_files import files_fingerprint, find_files
 from data.text_cleanup import UndecodableText, decode_text, normalize_newlines, split_documents, strip_gutenberg
 
 DEFAULT_FILES = ("files",)
@@ -20,19 +19,7 @@ class NoTextFiles(UserError, FileNotFoundError):
 
 def find_text_files(locations: list[str] | tuple[str, ...]) -> list[Path]:
     """Every .txt file under the given folders, files and globs, sorted, without repeats."""
-    found: dict[Path, None] = {}
-    for location in locations:
-        path = Path(location).expanduser()
-        if glob.has_magic(location):
-            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-        elif path.is_dir():
-            matches = sorted(path.rglob("*.txt"))
-        else:
-            matches = [path] if path.exists() else []
-        for match in matches:
-            if match.is_file() and match.suffix.lower() == ".txt":
-                found.setdefault(match.resolve(), None)
-    return list(found)
+    return find_files(locations, (".txt",))
 
 
 class TextFilesReader:
@@ -60,11 +47,7 @@ class TextFilesReader:
         return self._files
 
     def fingerprint(self) -> str:
-        """Hash of each file's name and bytes: a moved folder keeps its cache, an edited file does not."""
-        digest = hashlib.sha256()
-        for path in self.files:
-            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-        return digest.hexdigest()
+        return files_fingerprint(self.files)
 
     def documents(self, report: SkipReport) -> Iterator[Document]:
         for path in self.files:

@@ -7,30 +7,18 @@ two of its runs never meet at a folder).
 
 from __future__ import annotations
 
-import tempfile
-import time
-from pathlib import Path
-
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
 from flows.run_folders import folder_slot
 from tests.support.configs import TRAIN_OVERRIDES, write_train_config
 from tests.support.pause import pause_env, wait_until_paused
-from tests.support.prefect_server import api_client, start_prefect_server, trigger, wait_for_run
+from tests.support.prefect_server import api_client, trigger, wait_for, wait_for_run
 from tests.support.serving import start_serve
 
 # A Prefect server of its own, serve.py and two served training runs.
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture()
-def own_server():
-    server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-queue-server-")))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def task_runs(server, flow_run_id) -> dict:
@@ -43,14 +31,6 @@ def run_logs(server, flow_run_id) -> str:
     with api_client(server) as client:
         found = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
     return "\n".join(entry.message for entry in found)
-
-
-def wait_until(condition, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def test_a_second_served_run_of_one_run_folder_waits_for_the_first_then_trains(own_server, hub_mirror, tmp_path):
@@ -70,7 +50,8 @@ def test_a_second_served_run_of_one_run_folder_waits_for_the_first_then_trains(o
         # The second starts over in the same folder (the first's is moved aside when it gets the folder).
         second_id, result = trigger(own_server, "curriculum/simple", restart=True, **parameters)
         assert result.returncode == 0, result.stdout + result.stderr
-        wait_until(lambda: "wait-for-run-folder" in task_runs(own_server, second_id), "the second run to wait")
+        wait_for(lambda: "wait-for-run-folder" in task_runs(own_server, second_id), "the second run to wait",
+                 timeout=240, interval=0.5)
         waiting = task_runs(own_server, second_id)
         assert waiting["wait-for-run-folder"].state.is_running()
         assert not any(name.startswith("train-") for name in waiting), sorted(waiting)
@@ -81,7 +62,8 @@ def test_a_second_served_run_of_one_run_folder_waits_for_the_first_then_trains(o
             first_name = client.read_flow_run(first_id).name
         # The run's log (sent to the server in batches) names the folder and the run that holds it.
         said = f"waiting for the run folder {out_dir.resolve()}: in use by pid"
-        wait_until(lambda: said in run_logs(own_server, second_id), "the waiting run's log", timeout=60)
+        wait_for(lambda: said in run_logs(own_server, second_id), "the waiting run's log", timeout=60,
+                 interval=0.5)
         assert f"flow run {first_name!r}" in run_logs(own_server, second_id)
 
         paused.unlink()  # the first run goes on; the second gets the folder once it ends, then pauses in turn

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from tests.support.configs import TRAIN_OVERRIDES, write_train_config
 from tests.support.pause import kill_group, pause_env, wait_until_paused
-from tests.support.prefect_server import ROOT, api_client, prefect_cli, start_prefect_server, trigger, wait_for_run
+from tests.support.prefect_server import ROOT, api_client, prefect_cli, trigger, wait_for_run
 from tests.support.serving import start_serve
 
 # Prefect servers, serve.py processes and served training runs.
@@ -137,14 +136,6 @@ def test_a_two_process_served_run_shows_what_a_one_process_run_shows(trained_run
             assert b["val loss"] == pytest.approx(a["val loss"], rel=1e-4)
     assert (out_dir / "final" / "model.safetensors").is_file()
 
-
-@pytest.fixture()
-def own_server():
-    server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-retry-server-")))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_run_whose_process_was_killed_is_marked_crashed_and_its_retry_resumes(own_server, trained_run, hub_mirror,

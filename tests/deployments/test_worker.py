@@ -11,15 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from tests.support.configs import TRAIN_OVERRIDES, write_train_config
-from tests.support.prefect_server import ROOT, api_client, prefect_cli, start_prefect_server, trigger, wait_for_run
+from tests.support.prefect_server import ROOT, api_client, prefect_cli, trigger, wait_for_run
 from tests.support.serving import SHARED
 
 # A Prefect server of its own, `prefect deploy` and a worker process.
@@ -27,14 +25,6 @@ pytestmark = pytest.mark.slow
 
 POOL = "curriculum"
 
-
-@pytest.fixture()
-def own_server(tmp_path):
-    server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-worker-server-")))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_prefect_yaml_deploys_both_and_a_process_worker_runs_one(own_server, tmp_path, hub_mirror):

@@ -7,13 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from data.folder_lock import FolderLocked, folder_lock, read_holder
 from data.shards import read_shard
+from tests.support.prefect_server import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "flows" / "curriculum.py"
@@ -35,14 +35,6 @@ with folder_lock(sys.argv[1], "data", flow_run_id="1234-abcd", flow_run_name="ot
     print("held", flush=True)
     time.sleep(600)
 """
-
-
-def wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_lock_held_by_another_process_is_refused_naming_it_and_freed_when_it_dies(tmp_path):

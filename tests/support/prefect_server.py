@@ -145,6 +145,26 @@ def prefect_server() -> Iterator[PrefectServer]:
         shutil.rmtree(server.home, ignore_errors=True)
 
 
+@pytest.fixture()
+def own_server() -> Iterator[PrefectServer]:
+    """A Prefect server of the test's own, for a test that kills, re-points or crowds the shared one's serving."""
+    server = start_prefect_server(Path(tempfile.mkdtemp(prefix="prefect-own-server-")))
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.home, ignore_errors=True)
+
+
+def wait_for(condition, what: str, timeout: float = 120, interval: float = 0.05) -> None:
+    """Return once `condition()` is true; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
 @contextlib.contextmanager
 def api_client(server: PrefectServer):
     """A sync Prefect client of `server` (this process's settings point nowhere else)."""
